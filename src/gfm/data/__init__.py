@@ -1,0 +1,1 @@
+"""The data contract: canonical tables, validation, loaders and splits."""
