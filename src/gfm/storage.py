@@ -6,7 +6,10 @@ bucket. Writes are atomic: a local file is written to a temporary name in
 the same folder and renamed into place, and a GCS object is uploaded in one
 request (GCS makes an object visible only once its upload completes), so a
 failed write leaves no partial file or object behind. GCS calls are retried
-on transient errors (429, 5xx, connection resets) with exponential backoff.
+on transient errors (408, 429, 5xx, connection resets) with exponential
+backoff. Retries of metadata calls (list, exists, delete) are logged with
+the URI involved; uploads and downloads are retried inside
+google-resumable-media, which applies the same delays but reports nothing.
 
 Set ``STORAGE_EMULATOR_HOST`` (for example ``http://127.0.0.1:4443``) to use
 a GCS emulator; the client then uses anonymous credentials.
@@ -20,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,10 +35,20 @@ logger = logging.getLogger(__name__)
 
 GCS_SCHEME = "gs://"
 
-# Total time budget, in seconds, for retrying one GCS call.
+# Retry policy of every GCS call: the first wait, in seconds, doubles after
+# each failure up to the maximum wait, until the total budget is spent.
 GCS_RETRY_DEADLINE_S = 120.0
+GCS_RETRY_INITIAL_DELAY_S = 1.0
+GCS_RETRY_MAX_DELAY_S = 30.0
 
 _client = None
+
+# Local files get the permissions a plain open() would give them, because
+# mkstemp creates its temporary file readable by the owner only. Reading the
+# umask means setting it, so it is read once at import.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def is_gcs(uri: str | os.PathLike) -> bool:
@@ -91,12 +105,39 @@ def reset_gcs_client() -> None:
     _client = None
 
 
-def _retry():
-    # The library's policy retries 408, 429, 5xx and connection errors with
-    # exponential backoff; only its overall budget is ours.
+def gcs_retry(uri: str, operation: str):
+    """Build the retry policy for one GCS call, logging each retry.
+
+    The predicate is the one of ``google.cloud.storage.retry.DEFAULT_RETRY``
+    (408, 429, 5xx, connection errors), and the delays and the budget are
+    the ``GCS_RETRY_*`` values of this module. google-cloud-storage 2.19
+    copies only the delays and the budget into uploads and downloads, so
+    ``on_error`` (the retry log) runs for metadata calls only.
+
+    Args:
+        uri: The object or prefix the call is about, for the log.
+        operation: A short name of the call (``upload``, ``download``, ...).
+
+    Returns:
+        A ``google.api_core.retry.Retry``.
+    """
+    from google.api_core.retry import Retry
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    return DEFAULT_RETRY.with_timeout(GCS_RETRY_DEADLINE_S)
+    def log_retry(error: Exception) -> None:
+        logger.warning("retrying GCS %s of %s after %s: %s", operation, uri,
+                       type(error).__name__, error)
+
+    return Retry(
+        # NOTE: _predicate is private, but google-cloud-storage 2.19 exposes its
+        # retryable-error test only through DEFAULT_RETRY.
+        predicate=DEFAULT_RETRY._predicate,
+        initial=GCS_RETRY_INITIAL_DELAY_S,
+        maximum=GCS_RETRY_MAX_DELAY_S,
+        multiplier=2.0,
+        timeout=GCS_RETRY_DEADLINE_S,
+        on_error=log_retry,
+    )
 
 
 def _blob(uri: str):
@@ -117,19 +158,34 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
         from google.api_core.exceptions import NotFound
 
         try:
-            return _blob(uri).download_as_bytes(retry=_retry())
+            return _blob(uri).download_as_bytes(retry=gcs_retry(uri, "download"))
         except NotFound as error:
-            raise FileNotFoundError(f"no such object: {uri}") from error
+            raise FileNotFoundError(
+                f"GCS object not found: {uri} (or its bucket does not exist)"
+            ) from error
     return Path(uri).read_bytes()
 
 
 def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` atomically, creating parent folders as needed."""
+    """Write ``data`` atomically, creating parent folders as needed.
+
+    Raises:
+        FileNotFoundError: if the ``gs://`` bucket does not exist.
+    """
     uri = str(uri)
     if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
         # if_generation_match is not set, so retrying an upload that may have
-        # landed is safe: it replaces the object with the same bytes.
-        _blob(uri).upload_from_string(data, retry=_retry())
+        # landed is safe because it replaces the object with the same bytes.
+        try:
+            _blob(uri).upload_from_string(data, retry=gcs_retry(uri, "upload"))
+        except NotFound as error:
+            bucket = split_gcs_uri(uri)[0]
+            raise FileNotFoundError(
+                f"cannot write {uri}: bucket {bucket!r} not found; create it "
+                f"first or fix the URI"
+            ) from error
         logger.debug("wrote %d bytes to %s", len(data), uri)
         return
 
@@ -138,6 +194,7 @@ def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
+            os.fchmod(out.fileno(), _FILE_MODE)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -152,27 +209,46 @@ def exists(uri: str | os.PathLike) -> bool:
     """Return whether a file, folder, object or non-empty prefix exists."""
     uri = str(uri)
     if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
         bucket, key = split_gcs_uri(uri)
-        if key and _blob(uri).exists(retry=_retry()):
+        if key and _blob(uri).exists(retry=gcs_retry(uri, "exists")):
             return True
         prefix = key.rstrip("/") + "/" if key else ""
         blobs = gcs_client().list_blobs(bucket, prefix=prefix, max_results=1,
-                                        retry=_retry())
-        return any(True for _ in blobs)
+                                        retry=gcs_retry(uri, "list"))
+        try:
+            return any(True for _ in blobs)
+        except NotFound:
+            return False  # The bucket itself does not exist.
     return Path(uri).exists()
 
 
 def list_files(uri: str | os.PathLike) -> list[str]:
-    """List every file below a folder or prefix, as full paths or URIs."""
+    """List every file below a folder or prefix, as full paths or URIs.
+
+    A missing folder or prefix has no files, so the list is empty.
+
+    Raises:
+        FileNotFoundError: if the ``gs://`` bucket does not exist.
+    """
     uri = str(uri)
     if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
         bucket, key = split_gcs_uri(uri)
         prefix = key.rstrip("/") + "/" if key else ""
-        return sorted(
-            f"{GCS_SCHEME}{bucket}/{blob.name}"
-            for blob in gcs_client().list_blobs(bucket, prefix=prefix, retry=_retry())
-            if not blob.name.endswith("/")
-        )
+        blobs = gcs_client().list_blobs(bucket, prefix=prefix,
+                                        retry=gcs_retry(uri, "list"))
+        try:
+            names = [blob.name for blob in blobs]
+        except NotFound as error:
+            raise FileNotFoundError(
+                f"cannot list {uri}: bucket {bucket!r} not found"
+            ) from error
+        # Folder placeholders (zero-byte names ending in "/") are no files.
+        return sorted(f"{GCS_SCHEME}{bucket}/{name}" for name in names
+                      if not name.endswith("/"))
     root = Path(uri)
     if not root.exists():
         return []
@@ -180,13 +256,19 @@ def list_files(uri: str | os.PathLike) -> list[str]:
 
 
 def delete(uri: str | os.PathLike) -> None:
-    """Delete a file, or every file below a folder or prefix."""
+    """Delete a file, or every file below a folder or prefix.
+
+    Deleting what does not exist is no error.
+    """
     uri = str(uri)
     if is_gcs(uri):
-        for file_uri in list_files(uri):
-            _blob(file_uri).delete(retry=_retry())
-        if split_gcs_uri(uri)[1] and _blob(uri).exists(retry=_retry()):
-            _blob(uri).delete(retry=_retry())
+        if not exists(uri):
+            return
+        targets = list_files(uri)
+        if split_gcs_uri(uri)[1]:
+            targets.append(uri)
+        for target in targets:
+            _delete_object(target)
         return
     path = Path(uri)
     if path.is_dir():
@@ -195,20 +277,37 @@ def delete(uri: str | os.PathLike) -> None:
         path.unlink(missing_ok=True)
 
 
+def _delete_object(uri: str) -> None:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        _blob(uri).delete(retry=gcs_retry(uri, "delete"))
+    except NotFound:
+        # Either no object has this exact name (uri is a prefix), or a
+        # retried delete found it already removed by the first attempt.
+        pass
+
+
 def copy_tree(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
     """Copy every file below ``src`` to the same relative path below ``dst``.
 
     Either side may be local or ``gs://``. Returns the written paths.
     """
     src, dst = str(src).rstrip("/"), str(dst).rstrip("/")
+    started = time.monotonic()
     written = []
+    total_bytes = 0
     for file_uri in list_files(src):
         relative = file_uri[len(src):].lstrip("/")
         target = join(dst, relative)
-        write_bytes(target, read_bytes(file_uri))
+        data = read_bytes(file_uri)
+        write_bytes(target, data)
         written.append(target)
+        total_bytes += len(data)
     if not written:
         raise FileNotFoundError(f"nothing to copy: {src} is empty or missing")
+    logger.info("copied %d files (%d bytes) from %s to %s in %.2f s",
+                len(written), total_bytes, src, dst, time.monotonic() - started)
     return written
 
 
