@@ -1,0 +1,118 @@
+"""Settings of the evaluation stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+HISTORY_PARTS = ("train", "valid")
+
+
+@dataclass
+class EvaluationConfig:
+    """How test interactions are turned into rankings and metrics.
+
+    Args:
+        hit_k: cut-off of the hit rate, ``HR@hit_k``. Default 10.
+        ranking_k: cut-off of Recall and NDCG. Default 20.
+        coverage_k: cut-off of catalogue coverage: the share of the
+            candidate items that appear in at least one evaluated user's top
+            ``coverage_k``. Default 100.
+        batch_size: users scored per matrix product. Default 256.
+        positive_min_weight: a test interaction counts as a positive only
+            when its ``weight`` is at least this (4.0 keeps MovieLens
+            ratings of 4 and 5); ``None`` keeps every test interaction.
+        history_parts: split parts that form the history a user has at test
+            time. Every scorer sees this history, and its items are removed
+            from the candidates. Default ``("train", "valid")``.
+        popularity_tier_shares: cumulative shares of the history's
+            interactions at which the head tier and the torso tier end;
+            items sorted by popularity fill the head tier up to the first
+            share, the torso tier up to the second, and the rest, unseen
+            items included, form the tail tier. Default ``(0.5, 0.8)``.
+        tie_break_seed: seed of the random order that breaks ties between
+            equal scores, the same for every scorer. Default 0.
+        ease_l2: L2 penalty of EASE (Steck 2019). Default 500.0.
+        ease_max_items: EASE keeps only this many of the product's most
+            popular items, because it inverts an item-item matrix
+            (``O(n^3)`` time, ``8 n^2`` bytes); the other items score below
+            every kept item. Default 6000.
+        knn_neighbors: neighbours kept per history item by item-item kNN.
+            Default 100.
+        knn_shrinkage: shrinkage added to the cosine denominator of
+            item-item kNN, damping similarities backed by few users.
+            Default 10.0.
+        embedding_history_types: which history items the embedding kNN
+            baselines average: ``"all"`` (every item type, so users cold in
+            this product are still scored from their other products) or
+            ``"product"``. Default ``"all"``.
+    """
+
+    hit_k: int = 10
+    ranking_k: int = 20
+    coverage_k: int = 100
+    batch_size: int = 256
+    positive_min_weight: float | None = None
+    history_parts: tuple[str, ...] = HISTORY_PARTS
+    popularity_tier_shares: tuple[float, float] = (0.5, 0.8)
+    tie_break_seed: int = 0
+    ease_l2: float = 500.0
+    ease_max_items: int = 6000
+    knn_neighbors: int = 100
+    knn_shrinkage: float = 10.0
+    embedding_history_types: str = "all"
+
+    def __post_init__(self) -> None:
+        self.history_parts = tuple(self.history_parts)
+        self.popularity_tier_shares = tuple(float(s) for s in self.popularity_tier_shares)
+        for name in ("hit_k", "ranking_k", "coverage_k", "batch_size",
+                     "ease_max_items", "knn_neighbors"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        unknown_parts = [p for p in self.history_parts if p not in HISTORY_PARTS]
+        if unknown_parts or "train" not in self.history_parts:
+            raise ValueError(
+                f"history_parts={self.history_parts!r} is invalid: it must contain "
+                f"'train' and may add 'valid'"
+            )
+        shares = self.popularity_tier_shares
+        if len(shares) != 2 or not 0.0 < shares[0] < shares[1] < 1.0:
+            raise ValueError(
+                f"popularity_tier_shares={shares!r} is invalid: give two increasing "
+                f"shares strictly between 0 and 1, for example (0.5, 0.8)"
+            )
+        if self.ease_l2 <= 0:
+            raise ValueError(f"ease_l2 must be positive, got {self.ease_l2!r}")
+        if self.knn_shrinkage < 0:
+            raise ValueError(f"knn_shrinkage must be >= 0, got {self.knn_shrinkage!r}")
+        if self.embedding_history_types not in ("all", "product"):
+            raise ValueError(
+                f"embedding_history_types={self.embedding_history_types!r} is "
+                f"invalid; use 'all' or 'product'"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "EvaluationConfig":
+        """Build settings from a mapping such as a YAML section.
+
+        Raises:
+            ValueError: naming any key that is not a setting.
+        """
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown evaluation settings {unknown}; known settings are "
+                f"{sorted(known)}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-ready values."""
+        values = dataclasses.asdict(self)
+        values["history_parts"] = list(self.history_parts)
+        values["popularity_tier_shares"] = list(self.popularity_tier_shares)
+        return values

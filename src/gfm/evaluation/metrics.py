@@ -1,0 +1,167 @@
+"""Full-ranking metrics over every candidate item, computed in user batches.
+
+For each user the scorer's row of scores ranks every candidate item of the
+product; history items and items outside the candidate set are removed
+first. Ties between equal scores are broken by one seeded random order of
+the items, shared by every scorer, so a scorer that returns constant scores
+ranks at random instead of by catalogue order.
+
+Per user, with ``P`` the test positives and ``rank(i)`` the 1-based rank of
+item ``i``:
+
+* ``HR@K``: 1 if some positive ranks in the top ``K``, else 0.
+* ``MRR``: ``1 / min_{i in P} rank(i)`` over the full ranking, not cut off.
+* ``Recall@K``: ``|top K ∩ P| / |P|``.
+* ``NDCG@K``: DCG of the top ``K`` with binary gains, divided by the DCG of
+  an ideal ranking of ``min(|P|, K)`` positives.
+
+Catalogue coverage at ``K`` is a property of a group of users: the share of
+the candidate items that appear in at least one of their top ``K`` lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+METRIC_NAMES = ("hr", "mrr", "recall", "ndcg")
+
+
+@dataclass
+class BatchRanking:
+    """Per-user metrics of one batch in one view.
+
+    Attributes:
+        has_positive: ``[B]`` True where the user has a positive in the view;
+            the other rows of the metric arrays are NaN.
+        hr: ``[B]`` HR@hit_k.
+        mrr: ``[B]`` reciprocal rank of the best-ranked positive.
+        recall: ``[B]`` Recall@ranking_k.
+        ndcg: ``[B]`` NDCG@ranking_k.
+        top_items: ``[B, coverage_k]`` candidate columns of the top items, -1
+            where fewer candidates than ``coverage_k`` remained.
+    """
+
+    has_positive: np.ndarray
+    hr: np.ndarray
+    mrr: np.ndarray
+    recall: np.ndarray
+    ndcg: np.ndarray
+    top_items: np.ndarray
+
+
+def tie_break_offsets(num_items: int, seed: int) -> torch.Tensor:
+    """Return ``[num_items]`` distinct offsets in ``[0, 1)``, a seeded random order."""
+    generator = np.random.default_rng(seed)
+    order = generator.permutation(num_items).astype(np.float64)
+    return torch.from_numpy(order / num_items)
+
+
+def ranking_keys(scores: np.ndarray, offsets: torch.Tensor) -> torch.Tensor:
+    """Turn float32 scores into float64 keys that are all distinct.
+
+    Each score moves up by less than half the gap to the next float32 value,
+    in proportion to the item's offset, so distinct scores keep their order
+    and equal scores are ordered by ``offsets``.
+
+    Args:
+        scores: ``[B, num_items]`` finite scores.
+        offsets: ``[num_items]`` from :func:`tie_break_offsets`.
+
+    Returns:
+        ``[B, num_items]`` float64 keys.
+    """
+    scores32 = np.ascontiguousarray(scores, dtype=np.float32)
+    gaps = np.spacing(np.abs(scores32)).astype(np.float64)
+    keys = torch.from_numpy(scores32.astype(np.float64))
+    keys += torch.from_numpy(gaps) * 0.5 * offsets.unsqueeze(0)
+    return keys
+
+
+def rank_batch(
+    keys: torch.Tensor,
+    removed: torch.Tensor,
+    positives: sp.csr_matrix,
+    hit_k: int,
+    ranking_k: int,
+    coverage_k: int,
+) -> BatchRanking:
+    """Compute per-user metrics for one batch of ranked users.
+
+    Args:
+        keys: ``[B, num_items]`` distinct ranking keys (:func:`ranking_keys`).
+        removed: ``[B, num_items]`` bool, True for items that are not
+            candidates of that user (history items, items outside the view).
+        positives: ``[B, num_items]`` CSR, nonzero on the user's positives in
+            the view; positives must not be removed items.
+        hit_k: cut-off of the hit rate.
+        ranking_k: cut-off of Recall and NDCG.
+        coverage_k: length of the top lists kept for coverage.
+
+    Returns:
+        The batch's per-user metrics.
+    """
+    batch, num_items = keys.shape
+    keys = keys.masked_fill(removed, float("-inf"))
+    positive_mask = torch.from_numpy(positives.toarray() > 0)
+    num_positives = positive_mask.sum(dim=1)
+    has_positive = num_positives > 0
+
+    depth = min(max(hit_k, ranking_k, coverage_k), num_items)
+    top_keys, top_items = torch.topk(keys, depth, dim=1)
+    valid = torch.isfinite(top_keys)
+    top_hits = positive_mask.gather(1, top_items) & valid
+
+    hr = top_hits[:, :hit_k].any(dim=1).double()
+
+    hits_at_k = top_hits[:, :ranking_k].double()
+    recall = hits_at_k.sum(dim=1) / num_positives.clamp(min=1)
+    discounts = 1.0 / torch.log2(torch.arange(2, ranking_k + 2, dtype=torch.float64))
+    dcg = (hits_at_k * discounts[: hits_at_k.shape[1]]).sum(dim=1)
+    ideal_cumulative = torch.cumsum(discounts, dim=0)
+    ideal_counts = num_positives.clamp(min=1, max=ranking_k) - 1
+    ndcg = dcg / ideal_cumulative[ideal_counts]
+
+    best_positive = keys.masked_fill(~positive_mask, float("-inf")).max(dim=1).values
+    better = (keys > best_positive.unsqueeze(1)).sum(dim=1)
+    mrr = 1.0 / (better.double() + 1.0)
+
+    coverage_items = top_items[:, :coverage_k].masked_fill(~valid[:, :coverage_k], -1)
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    return BatchRanking(
+        has_positive=has_positive.numpy(),
+        hr=torch.where(has_positive, hr, nan).numpy(),
+        mrr=torch.where(has_positive, mrr, nan).numpy(),
+        recall=torch.where(has_positive, recall, nan).numpy(),
+        ndcg=torch.where(has_positive, ndcg, nan).numpy(),
+        top_items=coverage_items.numpy().astype(np.int32),
+    )
+
+
+def removed_mask(history: sp.csr_matrix, candidates: np.ndarray | None) -> torch.Tensor:
+    """Return ``[B, num_items]`` bool: history items, and non-candidates if given.
+
+    Args:
+        history: ``[B, num_items]`` CSR, nonzero on each user's history items.
+        candidates: ``[num_items]`` bool candidate set, or None for all items.
+    """
+    removed = torch.from_numpy(history.toarray() > 0)
+    if candidates is not None:
+        removed |= ~torch.from_numpy(candidates).unsqueeze(0)
+    return removed
+
+
+def coverage(top_items: np.ndarray, num_candidates: int) -> float:
+    """Return the share of ``num_candidates`` items found in ``top_items``.
+
+    Args:
+        top_items: ``[num_users, K]`` candidate columns, -1 for empty slots.
+        num_candidates: size of the candidate set.
+    """
+    if num_candidates == 0:
+        return float("nan")
+    distinct = np.unique(top_items[top_items >= 0])
+    return float(distinct.size) / num_candidates
