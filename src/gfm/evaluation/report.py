@@ -1,0 +1,256 @@
+"""The comparison report: metrics JSON, a Markdown table and an HTML plot.
+
+``metrics.json`` holds ``rows`` (one per model and slice, each with
+``num_users``), the run's settings and counts, and ``deploy_gate``: per
+product, the HR@10 of the gated model (2T-HGNN by default) on warm users,
+the one comparable figure a deploy step checks::
+
+    {"deploy_gate": {"movie": {"model": "2t-hgnn", "slice": "warm",
+                                "metric": "hr@10", "value": 0.31,
+                                "num_users": 993}}}
+
+Rows averaged over seeds carry ``<metric>`` (the mean), ``<metric>_std``
+(the sample standard deviation, 0 for one seed) and ``num_seeds``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+from gfm import storage
+
+METRICS_FILE = "metrics.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+FORMAT_VERSION = 1
+
+GATE_MODEL = "2t-hgnn"
+GATE_SLICE = "warm"
+GATE_METRIC = "hr@10"
+
+# Row keys that are neither metrics nor part of a row's identity.
+_COUNT_KEYS = ("num_users", "num_seeds")
+_IDENTITY_KEYS = ("protocol", "product", "model", "slice", "view")
+
+
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Return the metric keys of ``rows`` in first-seen order, without ``_std``."""
+    names: list[str] = []
+    for row in rows:
+        for key in row:
+            if (key in _IDENTITY_KEYS or key in _COUNT_KEYS or key == "seed"
+                    or key.endswith("_std") or key in names):
+                continue
+            names.append(key)
+    return names
+
+
+def aggregate_seeds(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Average rows that differ only in ``seed``.
+
+    Args:
+        rows: rows of several runs, each with a ``seed`` key.
+
+    Returns:
+        One row per identity (protocol, product, model, slice, view) with the
+        mean of each metric and of ``num_users``, ``<metric>_std`` and
+        ``num_seeds``, in first-seen order. NaN figures (slices without
+        users) are left out of the mean; a metric is NaN only when every
+        seed's figure is.
+    """
+    rows = list(rows)
+    metrics = metric_names(rows)
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row.get(k) for k in _IDENTITY_KEYS)].append(row)
+
+    aggregated = []
+    for identity, members in groups.items():
+        out = {k: v for k, v in zip(_IDENTITY_KEYS, identity) if v is not None}
+        out["num_seeds"] = len(members)
+        out["num_users"] = _mean([float(m["num_users"]) for m in members])
+        for metric in metrics:
+            values = [float(m[metric]) for m in members
+                      if metric in m and not math.isnan(float(m[metric]))]
+            out[metric] = _mean(values)
+            out[f"{metric}_std"] = _sample_std(values)
+        aggregated.append(out)
+    return aggregated
+
+
+def deploy_gate(rows: Sequence[dict[str, Any]], model: str = GATE_MODEL,
+                slice_name: str = GATE_SLICE,
+                metric: str = GATE_METRIC) -> dict[str, dict[str, Any]]:
+    """Return, per product, the gated model's figure on the gate slice.
+
+    Products where the model has no row are left out; a deploy step treats a
+    missing product as failing its gate.
+    """
+    gate: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["model"] == model and row["slice"] == slice_name and metric in row:
+            gate[row["product"]] = {
+                "model": model, "slice": slice_name, "metric": metric,
+                "value": float(row[metric]), "num_users": row["num_users"],
+            }
+    return gate
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], slices: dict[str, str] | None = None,
+                title: str = "Evaluation") -> str:
+    """Render rows as one Markdown table per protocol, product and slice.
+
+    A figure averaged over several seeds reads ``mean ± std``.
+    """
+    metrics = metric_names(rows)
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row.get("protocol"), row["product"], row["slice"])].append(row)
+
+    lines = [f"# {title}", ""]
+    for (protocol, product, slice_name), members in groups.items():
+        heading = f"{protocol}: {product}" if protocol else product
+        lines.append(f"## {heading}, slice `{slice_name}`")
+        if slices and slice_name in slices:
+            lines.append("")
+            lines.append(slices[slice_name].capitalize() + ".")
+        lines.append("")
+        lines.append("| model | users | " + " | ".join(metrics) + " |")
+        lines.append("| --- | ---: | " + " | ".join("---:" for _ in metrics) + " |")
+        for row in members:
+            figures = [_format_figure(row, metric) for metric in metrics]
+            users = _format_count(row["num_users"])
+            lines.append(f"| {row['model']} | {users} | " + " | ".join(figures) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_png(rows: Sequence[dict[str, Any]], metric: str = GATE_METRIC) -> bytes:
+    """Draw ``metric`` per model and slice, one panel per protocol and product.
+
+    Returns:
+        The PNG image's bytes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    panels: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        panels[(row.get("protocol"), row["product"])].append(row)
+
+    figure, axes = pyplot.subplots(len(panels), 1, squeeze=False,
+                                   figsize=(11, 3.6 * max(len(panels), 1)))
+    for axis, ((protocol, product), members) in zip(axes[:, 0], panels.items()):
+        models = list(dict.fromkeys(r["model"] for r in members))
+        slices = list(dict.fromkeys(r["slice"] for r in members))
+        width = 0.8 / max(len(models), 1)
+        for position, model in enumerate(models):
+            values, errors = [], []
+            for slice_name in slices:
+                row = next((r for r in members
+                            if r["model"] == model and r["slice"] == slice_name), {})
+                values.append(float(row.get(metric, math.nan)))
+                errors.append(float(row.get(f"{metric}_std", 0.0)))
+            xs = [i + (position - (len(models) - 1) / 2) * width
+                  for i in range(len(slices))]
+            axis.bar(xs, values, width=width, yerr=errors, label=model, capsize=2)
+        axis.set_xticks(range(len(slices)))
+        axis.set_xticklabels(slices, rotation=20, ha="right", fontsize=8)
+        axis.set_ylabel(metric)
+        axis.set_title(f"{protocol}: {product}" if protocol else product)
+        axis.legend(fontsize=7, ncol=4)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    pyplot.close(figure)
+    return buffer.getvalue()
+
+
+def to_html(rows: Sequence[dict[str, Any]], markdown: str,
+            metrics: Sequence[str] = (GATE_METRIC, "mrr")) -> str:
+    """Return a standalone HTML page with one embedded plot per metric and the table."""
+    parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+             "<title>gfm evaluation</title></head><body>",
+             "<h1>gfm evaluation</h1>"]
+    for metric in metrics:
+        encoded = base64.b64encode(plot_png(rows, metric)).decode("ascii")
+        parts.append(f"<h2>{html.escape(metric)} per model and slice</h2>")
+        parts.append(f"<img alt='{html.escape(metric)} per model and slice' "
+                     f"src='data:image/png;base64,{encoded}'>")
+    parts.append("<h2>Table</h2>")
+    parts.append(f"<pre>{html.escape(markdown)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_uri: str | os.PathLike, rows: Sequence[dict[str, Any]],
+                 extra: dict[str, Any] | None = None,
+                 slices: dict[str, str] | None = None,
+                 title: str = "Evaluation") -> dict[str, Any]:
+    """Write ``metrics.json``, ``report.md`` and ``report.html`` below ``out_uri``.
+
+    Args:
+        out_uri: output folder, local or ``gs://``.
+        rows: result rows, per seed or aggregated.
+        extra: more top-level entries of ``metrics.json`` (settings,
+            timings, counts).
+        slices: slice name to description, for the tables.
+        title: heading of the Markdown report.
+
+    Returns:
+        The document written to ``metrics.json``.
+    """
+    rows = list(rows)
+    document = dict(extra or {})
+    document.update({
+        "format_version": FORMAT_VERSION,
+        "metrics": metric_names(rows),
+        "rows": [_without_nan(row) for row in rows],
+        "slices": dict(slices or {}),
+        "deploy_gate": deploy_gate(rows),
+    })
+    markdown = to_markdown(rows, slices, title)
+    storage.write_json(storage.join(out_uri, METRICS_FILE), document)
+    storage.write_text(storage.join(out_uri, REPORT_MD), markdown)
+    storage.write_text(storage.join(out_uri, REPORT_HTML), to_html(rows, markdown))
+    return document
+
+
+def _without_nan(row: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN; a figure of a slice without users is written as null.
+    return {key: (None if isinstance(value, float) and math.isnan(value) else value)
+            for key, value in row.items()}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _sample_std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0 if values else math.nan
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _format_figure(row: dict[str, Any], metric: str) -> str:
+    value = float(row.get(metric, math.nan))
+    if math.isnan(value):
+        return "n/a"
+    std = row.get(f"{metric}_std")
+    if std is not None and row.get("num_seeds", 1) > 1:
+        return f"{value:.4f} ± {float(std):.4f}"
+    return f"{value:.4f}"
+
+
+def _format_count(value: Any) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.1f}"
