@@ -15,6 +15,7 @@ Every stage reads and writes these three tables as Parquet:
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 
 ITEMS = "items"
@@ -67,3 +68,62 @@ TEXT_FIELDS = (
     "language",
     "release_year",
 )
+
+# List-of-string columns of ITEMS_SCHEMA, held as Python lists (or None) in
+# pandas.
+LIST_COLUMNS = ("genres", "tags", "creators")
+
+
+def frame_to_table(frame: pd.DataFrame, name: str) -> pa.Table:
+    """Convert a contract DataFrame into an Arrow table of its schema.
+
+    Args:
+        frame: A table already in the contract, as ``validate_dataset``
+            returns it.
+        name: ``items``, ``interactions`` or ``users``. Items and
+            interactions get exactly their schema's columns in schema order,
+            and users keep every column with ``user_id`` first.
+
+    Returns:
+        The Arrow table.
+
+    Raises:
+        ValueError: if ``name`` is not a table of the contract, or a column
+            is missing or cannot be converted to its schema type.
+    """
+    if name == USERS:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        return table.set_column(table.schema.get_field_index("user_id"), "user_id",
+                                table.column("user_id").cast(pa.string()))
+    if name not in SCHEMAS:
+        raise ValueError(f"unknown table {name!r}; expected one of "
+                         f"{[ITEMS, INTERACTIONS, USERS]}")
+    schema = SCHEMAS[name]
+    missing = [column for column in schema.names if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} table lacks columns {missing}; run "
+                         f"gfm.data.validate.validate_dataset on it first")
+    try:
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema,
+                                     preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"{name} table does not fit its Arrow schema: {error}; run "
+                         f"gfm.data.validate.validate_dataset on it first") from error
+    # Without pandas' metadata the file schema is exactly the contract's.
+    return table.replace_schema_metadata(None)
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Convert an Arrow table of the contract into its pandas form.
+
+    Strings stay ``object`` columns, list columns become Python lists or
+    None, integer columns become nullable ``Int32``/``Int64`` and
+    timestamps stay ``datetime64[us, UTC]`` with ``NaT`` for null.
+    """
+    frame = table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(),
+                                          pa.int64(): pd.Int64Dtype()}.get)
+    for field in table.schema:
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            frame[field.name] = pd.Series(table.column(field.name).to_pylist(),
+                                          index=frame.index, dtype=object)
+    return frame
