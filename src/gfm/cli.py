@@ -18,7 +18,7 @@ from gfm.logging_setup import configure_logging
 
 logger = logging.getLogger(__name__)
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gfm.serving.cli",)
 
 
 def _show_settings(args: argparse.Namespace) -> int:

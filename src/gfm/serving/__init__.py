@@ -1,0 +1,1 @@
+"""Real-time recommendations with KServe: the model, local server, client and deploy step."""

@@ -1,0 +1,89 @@
+"""Checks a serving bundle must pass before the server reports ready.
+
+``Bundle.load`` already checks the format version, dimensions, id maps and
+product list. These checks cover what serving relies on beyond that: every
+number it will rank with is finite, item vectors are unit-norm (scores are
+cosines), popularity is aligned with the items, and each user tower produces
+vectors of its item matrix's dimension. A bundle that fails any of them
+would answer requests with wrong or ``NaN`` scores, so it is rejected whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Tolerance on the L2 norm of each item vector, as float32 rounding allows.
+NORM_TOLERANCE = 1e-3
+
+
+def check_bundle(bundle: Any) -> None:
+    """Check that every product of a loaded bundle can be served.
+
+    Args:
+        bundle: a ``gfm.twotower.bundle.Bundle``.
+
+    Raises:
+        gfm.twotower.bundle.BundleError: naming the product and the problem.
+    """
+    from gfm.twotower.bundle import BundleError
+
+    if not isinstance(bundle.model_version, str) or not bundle.model_version:
+        raise BundleError(f"bundle model_version must be a non-empty string, "
+                          f"got {bundle.model_version!r}")
+    if not bundle.products:
+        raise BundleError("bundle has no products; export at least one product model")
+
+    for name, product in bundle.products.items():
+        _check_product(name, product, bundle, BundleError)
+
+
+def _check_product(name: str, product: Any, bundle: Any, error: type[ValueError]) -> None:
+    where = f"product {name!r}"
+    item_ids = list(product.item_ids)
+    item_types = list(product.item_types_of_rows)
+    if not item_ids:
+        raise error(f"{where} has no items")
+    if len(item_types) != len(item_ids):
+        raise error(f"{where} has {len(item_ids)} item ids but {len(item_types)} item types")
+    if len(set(item_ids)) != len(item_ids):
+        raise error(f"{where} has duplicate item ids")
+    missing = [i for i in item_ids if i not in bundle.item_index]
+    if missing:
+        raise error(f"{where}: {len(missing)} item ids are not in the bundle catalog, "
+                    f"first {missing[0]!r}")
+
+    vectors = np.asarray(product.item_vectors())
+    if vectors.ndim != 2 or vectors.shape[0] != len(item_ids):
+        raise error(f"{where}: item vectors have shape {vectors.shape}, expected "
+                    f"[{len(item_ids)}, dim]")
+    if not np.isfinite(vectors).all():
+        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        raise error(f"{where}: item vector of {item_ids[bad]!r} (row {bad}) is not finite")
+    norms = np.linalg.norm(vectors, axis=1)
+    off = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
+    if len(off):
+        raise error(f"{where}: {len(off)} item vectors are not L2-normalized, first "
+                    f"{item_ids[off[0]]!r} with norm {norms[off[0]]:.4f}")
+
+    popularity = np.asarray(bundle.popularity(name))
+    if popularity.shape != (len(item_ids),):
+        raise error(f"{where}: popularity has shape {popularity.shape}, expected "
+                    f"[{len(item_ids)}]")
+    if not np.isfinite(popularity).all() or (popularity < 0).any():
+        raise error(f"{where}: popularity must be finite and non-negative")
+
+    # One forward pass of the user tower on a one-item history: catches a
+    # tower whose output dimension or weights do not match the item matrix.
+    probe = np.asarray(product.user_vectors([[item_ids[0]]]))
+    if probe.shape != (1, vectors.shape[1]):
+        raise error(f"{where}: user tower output has shape {probe.shape}, expected "
+                    f"[1, {vectors.shape[1]}] to match the item vectors")
+    if not np.isfinite(probe).all():
+        raise error(f"{where}: user tower output is not finite")
+    logger.debug("%s passed the serving checks: %d items, dim %d",
+                 where, len(item_ids), vectors.shape[1])
