@@ -1,0 +1,150 @@
+"""Embedding model folders: where they are, how long their inputs may be, and
+a fingerprint that names their weights in cache keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gfm import settings
+
+logger = logging.getLogger(__name__)
+
+# Files whose names and sizes identify a model's weights.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+class ModelNotFoundError(ValueError):
+    """The configured embedding model is neither a folder nor a cached model."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """An embedding model located on local disk.
+
+    Attributes:
+        name: the model as configured (folder or Hugging Face name).
+        path: local folder with its config, tokenizer and weights.
+        max_length: tokens per text the model accepts, special tokens included.
+        fingerprint: hex digest of the model's config and weight files'
+            names and sizes; equal for copies of one model in other folders.
+    """
+
+    name: str
+    path: str
+    max_length: int
+    fingerprint: str
+
+
+def resolve_model(model: str | None, max_length: int | None = None) -> ResolvedModel:
+    """Locate ``model`` on disk and settle its maximum input length.
+
+    A value that is an existing folder is used as is. Any other value is looked
+    up as a Hugging Face model in the local cache only; set ``HF_HUB_OFFLINE=0``
+    to let the hub client download it.
+
+    Args:
+        model: model folder or name; None means
+            ``gfm.settings.default_embedding_model()``.
+        max_length: requested tokens per text; None means the model's maximum.
+
+    Raises:
+        ModelNotFoundError: if the model is not found.
+        ValueError: if ``max_length`` exceeds what the model accepts.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    name = model or settings.default_embedding_model()
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        path = _cached_hub_model(name)
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"model folder {str(path)!r} has no config.json; point featurize.model "
+            "at a Hugging Face model folder"
+        )
+
+    model_max = model_max_length(path)
+    if max_length is None:
+        max_length = model_max
+    elif max_length > model_max:
+        raise ValueError(
+            f"max_length={max_length} exceeds the {model_max} tokens model "
+            f"{name!r} accepts; lower featurize.max_length or set it to None"
+        )
+    resolved = ResolvedModel(
+        name=name, path=str(path), max_length=max_length,
+        fingerprint=model_fingerprint(path),
+    )
+    logger.info("embedding model %s at %s, max_length %d tokens, fingerprint %s",
+                name, path, max_length, resolved.fingerprint[:12])
+    return resolved
+
+
+def _cached_hub_model(name: str) -> Path:
+    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1
+    if not looks_like_path:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "1") not in ("0", "false", "")
+        try:
+            return Path(snapshot_download(name, local_files_only=offline))
+        except (LocalEntryNotFoundError, HFValidationError, OSError) as error:
+            logger.error("model %r is not in the Hugging Face cache: %s", name, error)
+    raise ModelNotFoundError(
+        f"embedding model {name!r} not found: it is not a folder and not a model "
+        "in the local Hugging Face cache; set featurize.model (or "
+        "GFM_EMBEDDING_MODEL) to a model folder that exists"
+    )
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def model_max_length(path: str | os.PathLike) -> int:
+    """Return the tokens per text a model folder accepts.
+
+    The sentence-transformers setting ``max_seq_length`` wins, because
+    it is the length the model was trained for; otherwise the position
+    embedding count of ``config.json``; otherwise the tokenizer's limit.
+
+    Raises:
+        ValueError: if the folder states no limit at all.
+    """
+    path = Path(path)
+    sbert = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    config = _read_json(path / "config.json").get("max_position_embeddings")
+    tokenizer = _read_json(path / "tokenizer_config.json").get("model_max_length")
+    for value in (sbert, config, tokenizer):
+        # Tokenizers without a limit store a huge sentinel such as 1e30.
+        if isinstance(value, int) and 0 < value < 1_000_000:
+            if config and isinstance(config, int):
+                return min(value, config)
+            return value
+    raise ValueError(
+        f"model folder {str(path)!r} states no maximum sequence length; set "
+        "featurize.max_length"
+    )
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """Hash a model folder's ``config.json`` and its weight files' names and
+    sizes (not their bytes, which can be gigabytes)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    for name in ("config.json", "modules.json", "sentence_bert_config.json"):
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            digest.update(file.read_bytes())
+    for file in sorted(path.rglob("*")):
+        if file.is_file() and file.suffix in _WEIGHT_SUFFIXES:
+            digest.update(f"{file.relative_to(path)}:{file.stat().st_size}".encode())
+    return digest.hexdigest()
