@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -267,6 +268,31 @@ def test_local_file_mode_follows_umask(tmp_path: Path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_staged_write_publishes_on_success(root: str):
+    uri = storage.join(root, "staged", "table.parquet")
+    table = pa.table({"x": list(range(1000))})
+
+    with storage.staged_write(uri) as path:
+        assert not storage.exists(uri)
+        pq.write_table(table, path)
+
+    assert storage.read_table(uri).equals(table)
+    assert not path.exists()
+
+
+def test_staged_write_failure_leaves_nothing(root: str):
+    uri = storage.join(root, "staged", "broken.bin")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with storage.staged_write(uri) as path:
+            path.write_bytes(b"partial")
+            raise RuntimeError("writer failed")
+
+    assert not storage.exists(uri)
+    assert not path.exists()
+    assert storage.list_files(storage.join(root, "staged")) == []
 
 
 # Clear errors ---------------------------------------------------------------

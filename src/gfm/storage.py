@@ -17,6 +17,7 @@ a GCS emulator; the client then uses anonymous credentials.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -203,6 +204,50 @@ def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     logger.debug("wrote %d bytes to %s", len(data), uri)
+
+
+@contextlib.contextmanager
+def staged_write(uri: str | os.PathLike) -> Iterator[Path]:
+    """Yield a local temporary path, published at ``uri`` when the block succeeds.
+
+    For files too large to build in memory, such as Parquet written row group
+    by row group. A local target gets the file by rename and a ``gs://``
+    target by one upload, so readers never see a partial file; when the
+    block raises, the temporary file is removed and ``uri`` is untouched.
+
+    Raises:
+        FileNotFoundError: if the ``gs://`` bucket does not exist.
+    """
+    uri = str(uri)
+    if is_gcs(uri):
+        handle, tmp = tempfile.mkstemp(prefix="gfm-staged-")
+    else:
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        if is_gcs(uri):
+            _upload_file(Path(tmp), uri)
+        else:
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, uri)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _upload_file(path: Path, uri: str) -> None:
+    from google.api_core.exceptions import NotFound
+
+    size = path.stat().st_size
+    try:
+        _blob(uri).upload_from_filename(str(path), retry=gcs_retry(uri, "upload"))
+    except NotFound as error:
+        raise FileNotFoundError(
+            f"cannot write {uri}: bucket {split_gcs_uri(uri)[0]!r} not found; "
+            f"create it first or fix the URI") from error
+    logger.debug("uploaded %d bytes to %s", size, uri)
 
 
 def exists(uri: str | os.PathLike) -> bool:
