@@ -1,0 +1,157 @@
+"""Expose interactions to DuckDB as one view, whatever form they come in.
+
+DataFrames and Arrow tables are scanned in place. Parquet files, folders and
+globs are scanned by DuckDB straight from disk, so the rows never sit in
+Python memory. ``gs://`` inputs are downloaded to the build's working folder
+first, because DuckDB reads GCS only through its ``httpfs`` extension, which
+it would download at run time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from gfm import storage
+from gfm.graph.errors import GraphInputError
+
+logger = logging.getLogger(__name__)
+
+Interactions = pd.DataFrame | pa.Table | str | os.PathLike
+
+# The normalized view: user_id VARCHAR, item_id VARCHAR, ts (a timestamp or
+# NULL) and w DOUBLE, one row per input row.
+RAW_VIEW = "raw_interactions"
+
+_SOURCE_NAME = "interactions_source"
+_GLOB_CHARS = "*?["
+
+
+def register_interactions(
+    con: duckdb.DuckDBPyConnection, interactions: Interactions, workdir: Path
+) -> str:
+    """Create the view ``raw_interactions`` over ``interactions``.
+
+    Args:
+        con: the build's DuckDB connection.
+        interactions: a DataFrame, an Arrow table, or a Parquet file, folder
+            or glob, local or ``gs://``, in the interactions schema of
+            ``gfm.data.schema``. Only ``user_id`` and ``item_id`` are
+            required; without ``timestamp`` every row is undated, and without
+            ``weight`` every row weighs 1.0.
+        workdir: local folder for downloaded ``gs://`` files.
+
+    Returns:
+        A short description of the source, for logs.
+
+    Raises:
+        GraphInputError: if a required column is missing or ``timestamp``
+            is not a date or timestamp type.
+        FileNotFoundError: if a path or glob matches no file.
+    """
+    if isinstance(interactions, pd.DataFrame):
+        con.register(_SOURCE_NAME, interactions)
+        description = f"DataFrame of {len(interactions)} rows"
+    elif isinstance(interactions, pa.Table):
+        con.register(_SOURCE_NAME, interactions)
+        description = f"Arrow table of {interactions.num_rows} rows"
+    elif isinstance(interactions, (str, os.PathLike)):
+        files = _resolve_parquet_files(str(interactions), workdir)
+        relation = con.read_parquet(files)
+        relation.create_view(_SOURCE_NAME)
+        description = f"{len(files)} Parquet file(s) from {interactions}"
+    else:
+        raise GraphInputError(
+            f"interactions of type {type(interactions).__name__} are not supported; "
+            "pass a pandas DataFrame, a pyarrow Table or a Parquet path"
+        )
+
+    columns = _column_types(con, _SOURCE_NAME)
+    missing = [name for name in ("user_id", "item_id") if name not in columns]
+    if missing:
+        raise GraphInputError(
+            f"interactions lack column(s) {missing}; found {sorted(columns)}. "
+            "Use the interactions schema of gfm.data.schema"
+        )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {RAW_VIEW} AS SELECT "
+        "CAST(user_id AS VARCHAR) AS user_id, "
+        "CAST(item_id AS VARCHAR) AS item_id, "
+        f"{_timestamp_expression(columns)} AS ts, "
+        f"{_weight_expression(columns)} AS w "
+        f"FROM {_SOURCE_NAME}"
+    )
+    logger.info("reading interactions: %s", description)
+    return description
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE {name}").fetchall()
+    return {row[0]: str(row[1]).upper() for row in rows}
+
+
+def _timestamp_expression(columns: dict[str, str]) -> str:
+    kind = columns.get("timestamp")
+    if kind is None:
+        return "CAST(NULL AS TIMESTAMP)"
+    if kind.startswith("TIMESTAMP") or kind == "DATE":
+        return "timestamp"
+    if kind == '"NULL"' or kind == "NULL":
+        # An all-null pandas column arrives without a type.
+        return "CAST(NULL AS TIMESTAMP)"
+    raise GraphInputError(
+        f"interactions column 'timestamp' has type {kind}; expected a timestamp. "
+        "Convert epoch seconds with pd.to_datetime(values, unit='s', utc=True)"
+    )
+
+
+def _weight_expression(columns: dict[str, str]) -> str:
+    kind = columns.get("weight")
+    if kind is None:
+        return "1.0::DOUBLE"
+    return "coalesce(CAST(weight AS DOUBLE), 1.0)"
+
+
+def _resolve_parquet_files(uri: str, workdir: Path) -> list[str]:
+    """Return the local Parquet files a path, folder or glob names."""
+    if storage.is_gcs(uri):
+        return _download_gcs_parquet(uri, workdir)
+
+    if any(char in uri for char in _GLOB_CHARS):
+        files = sorted(glob.glob(uri, recursive=True))
+    elif Path(uri).is_dir():
+        files = sorted(str(p) for p in Path(uri).rglob("*.parquet"))
+    else:
+        files = [uri] if Path(uri).is_file() else []
+    if not files:
+        raise FileNotFoundError(f"no Parquet file matches the interactions path {uri}")
+    return files
+
+
+def _download_gcs_parquet(uri: str, workdir: Path) -> list[str]:
+    if any(char in uri for char in _GLOB_CHARS):
+        prefix = uri[: min(uri.find(char) for char in _GLOB_CHARS if char in uri)]
+        prefix = prefix.rsplit("/", 1)[0]
+        names = [name for name in storage.list_files(prefix) if fnmatch.fnmatch(name, uri)]
+    elif uri.endswith(".parquet"):
+        names = [uri]
+    else:
+        names = [name for name in storage.list_files(uri) if name.endswith(".parquet")]
+    if not names:
+        raise FileNotFoundError(f"no Parquet object matches the interactions URI {uri}")
+
+    files = []
+    target_root = workdir / "gcs"
+    for position, name in enumerate(names):
+        target = target_root / f"part-{position:05d}.parquet"
+        storage.write_bytes(target, storage.read_bytes(name))
+        files.append(str(target))
+    logger.info("downloaded %d Parquet object(s) from %s", len(files), uri)
+    return files
