@@ -1,0 +1,216 @@
+"""Featurize a catalog: render, reuse cached vectors, embed the rest, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from gfm import __version__, storage
+from gfm.embeddings import ItemEmbeddings
+from gfm.featurize.cache import EmbeddingCache, cache_key
+from gfm.featurize.catalog import prepare_texts
+from gfm.featurize.config import FeaturizeConfig
+from gfm.featurize.engine import create_engine
+from gfm.featurize.models import ResolvedModel, resolve_model
+from gfm.logging_setup import progress_enabled
+
+logger = logging.getLogger(__name__)
+
+ITEMS_FILE = "items.parquet"
+
+
+@dataclass
+class EmbedOutcome:
+    """What an embedding backend returns for the texts it was given.
+
+    Attributes:
+        matrix: float32 ``[n, dim]`` L2-normalized rows, in input order.
+        engine: name of the engine that produced them.
+        load_seconds: seconds spent loading engines.
+        embed_seconds: seconds spent embedding, loading excluded.
+        extra: backend facts for the metadata (actor count, ...).
+    """
+
+    matrix: np.ndarray
+    engine: str
+    load_seconds: float
+    embed_seconds: float
+    extra: dict
+
+
+EmbedBackend = Callable[[Sequence[str], ResolvedModel, FeaturizeConfig], EmbedOutcome]
+
+
+def embed_in_process(
+    texts: Sequence[str], model: ResolvedModel, config: FeaturizeConfig
+) -> EmbedOutcome:
+    """Embed ``texts`` with one engine in this process, ``batch_size`` at a time.
+
+    Texts are sorted by length before batching, so each batch pads little.
+    """
+    started = time.monotonic()
+    with create_engine(config, model) as engine:
+        loaded = time.monotonic()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        matrix = np.zeros((len(texts), engine.dim), dtype=np.float32)
+        starts = range(0, len(texts), config.batch_size)
+        if progress_enabled():
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="embedding batches", unit="batch")
+        for start in starts:
+            rows = order[start:start + config.batch_size]
+            matrix[rows] = engine.embed([texts[row] for row in rows])
+            logger.debug("embedded batch of %d texts at offset %d", len(rows), start)
+        name = engine.name
+    finished = time.monotonic()
+    return EmbedOutcome(matrix=matrix, engine=name, load_seconds=loaded - started,
+                        embed_seconds=finished - loaded, extra={})
+
+
+def count_truncated(texts: Sequence[str], model: ResolvedModel) -> int:
+    """Count texts longer than ``model.max_length`` tokens, special tokens
+    included, which the engine's tokenizer truncates."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model.path, local_files_only=True)
+    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    return int(sum(length > model.max_length for length in lengths))
+
+
+def featurize_with(
+    items: pd.DataFrame, config: FeaturizeConfig, backend: EmbedBackend
+) -> ItemEmbeddings:
+    """Featurize ``items`` with the given embedding backend.
+
+    :func:`featurize_items` and :func:`gfm.featurize.featurize_items_ray`
+    call this with their backend; the steps around embedding are shared.
+    """
+    started = time.monotonic()
+    catalog = prepare_texts(items, config)
+    num_items = len(catalog.texts)
+    logger.info("featurizing %d items (%s)", num_items, catalog.items_per_type)
+    model = resolve_model(config.model, config.max_length)
+
+    keys = [cache_key(model, template, config.template_version, text)
+            for template, text in zip(catalog.templates, catalog.texts)]
+    found = np.zeros(num_items, dtype=bool)
+    cached = np.zeros((0, 0), dtype=np.float32)
+    cache = None
+    if config.cache_uri:
+        cache = EmbeddingCache(config.cache_uri, model)
+        cache.load()
+        found, cached = cache.lookup(keys)
+
+    missing_rows = np.flatnonzero(~found)
+    outcome = None
+    if missing_rows.size:
+        outcome = backend([catalog.texts[row] for row in missing_rows], model, config)
+        dim = outcome.matrix.shape[1]
+    else:
+        dim = cached.shape[1]
+    matrix = np.zeros((num_items, dim), dtype=np.float32)
+    if found.any():
+        if cached.shape[1] != dim:
+            raise ValueError(
+                f"cached embeddings have dim {cached.shape[1]} but the engine returns "
+                f"{dim}; delete the cache folder {cache.uri}"
+            )
+        matrix[found] = cached
+    if outcome is not None:
+        matrix[missing_rows] = outcome.matrix
+        if cache is not None:
+            cache.add([keys[row] for row in missing_rows], outcome.matrix)
+
+    embedded = int(missing_rows.size)
+    embed_seconds = outcome.embed_seconds if outcome else 0.0
+    metadata = {
+        "stage": "featurize",
+        "model": model.name,
+        "model_path": model.path,
+        "model_fingerprint": model.fingerprint,
+        "dim": dim,
+        "max_length": model.max_length,
+        "engine": outcome.engine if outcome else "none (every item reused from the cache)",
+        "template_version": config.template_version,
+        "templates": {t: config.templates[t] for t in sorted(catalog.items_per_type)},
+        "items_per_type": catalog.items_per_type,
+        "embedded": embedded,
+        "reused": int(found.sum()),
+        "truncated": count_truncated(catalog.texts, model),
+        "missing_fields": catalog.missing_fields,
+        "empty_texts": catalog.empty_texts,
+        "load_seconds": round(outcome.load_seconds, 3) if outcome else 0.0,
+        "embed_seconds": round(embed_seconds, 3),
+        "items_per_second": round(embedded / embed_seconds, 1) if embed_seconds else None,
+        "total_seconds": round(time.monotonic() - started, 3),
+        "batch_size": config.batch_size,
+        "cache_uri": config.cache_uri,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "gfm_version": __version__,
+        **(outcome.extra if outcome else {}),
+    }
+    logger.info("featurized %d items in %.1f s: %d embedded, %d reused, %d truncated, "
+                "engine %s, %s items/s", num_items, metadata["total_seconds"], embedded,
+                metadata["reused"], metadata["truncated"], metadata["engine"],
+                metadata["items_per_second"])
+    return ItemEmbeddings(
+        item_ids=items["item_id"].astype(str).tolist(),
+        item_types=items["item_type"].astype(str).tolist(),
+        matrix=matrix,
+        metadata=metadata,
+    )
+
+
+def featurize_items(items: pd.DataFrame, config: FeaturizeConfig) -> ItemEmbeddings:
+    """Embed every item of a catalog with an LLM, in this process.
+
+    Args:
+        items: items table in the schema of ``gfm.data.schema.ITEMS_SCHEMA``.
+        config: featurize settings.
+
+    Returns:
+        float32 ``[num_items, dim]`` L2-normalized embeddings in the row
+        order of ``items``, with metadata: model, dim, template version,
+        engine, counts (embedded, reused, truncated, missing fields, empty
+        texts) and items per second.
+
+    Raises:
+        ValueError: on an empty or invalid items table, duplicate item ids,
+            an item type without a template, an empty text (unless
+            ``config.empty_text="item_type"``) or a model that is not found.
+    """
+    return featurize_with(items, config, embed_in_process)
+
+
+def featurize_dataset(
+    dataset_uri: str, output_uri: str, config: FeaturizeConfig
+) -> ItemEmbeddings:
+    """Featurize the ``items.parquet`` of a dataset folder and save the result.
+
+    Embeds on Ray when ``config.ray.enabled``, else in this process.
+
+    Args:
+        dataset_uri: dataset folder (local or ``gs://``) holding ``items.parquet``.
+        output_uri: folder that receives the ``ItemEmbeddings`` files.
+        config: featurize settings.
+
+    Returns:
+        The saved embeddings.
+    """
+    items = storage.read_table(storage.join(dataset_uri, ITEMS_FILE)).to_pandas()
+    if config.ray.enabled:
+        from gfm.featurize.distributed import featurize_items_ray
+
+        embeddings = featurize_items_ray(items, config)
+    else:
+        embeddings = featurize_items(items, config)
+    embeddings.save(output_uri)
+    logger.info("wrote %d item embeddings to %s", len(embeddings), output_uri)
+    return embeddings
