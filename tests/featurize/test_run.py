@@ -1,0 +1,151 @@
+"""Tests of featurize_items and featurize_dataset with the sentence-transformers
+engine on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from gfm import storage
+from gfm.data.schema import ITEMS_SCHEMA
+from gfm.embeddings import ItemEmbeddings
+from gfm.featurize import (
+    FeaturizeConfig,
+    ModelNotFoundError,
+    featurize_dataset,
+    featurize_items,
+    render_texts,
+)
+from gfm.featurize.engine import SentenceTransformersEngine
+from gfm.featurize.models import resolve_model
+
+ST = "sentence-transformers"
+
+
+def _config(**values) -> FeaturizeConfig:
+    return FeaturizeConfig(engine=ST, device="cpu", batch_size=4, **values)
+
+
+def _write_items(items, uri: str) -> None:
+    table = pa.Table.from_pandas(items, schema=ITEMS_SCHEMA, preserve_index=False)
+    storage.write_table(table, storage.join(uri, "items.parquet"))
+
+
+def test_featurize_items_aligned_unit_rows(small_items):
+    result = featurize_items(small_items, _config())
+
+    assert result.item_ids == small_items["item_id"].tolist()
+    assert result.item_types == small_items["item_type"].tolist()
+    assert result.matrix.shape == (6, 384)
+    assert result.matrix.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(result.matrix, axis=1), 1.0, atol=1e-5)
+
+
+def test_featurize_items_matches_engine_on_rendered_texts(small_items):
+    config = _config()
+    result = featurize_items(small_items, config)
+    texts = render_texts(small_items, config.templates)
+    with SentenceTransformersEngine(resolve_model(None), "cpu", batch_size=32) as engine:
+        expected = engine.embed(texts)
+
+    cosine = np.sum(result.matrix * expected, axis=1)
+    assert cosine.min() > 0.9999
+
+
+def test_featurize_items_metadata(small_items):
+    result = featurize_items(small_items, _config())
+    metadata = result.metadata
+
+    assert metadata["engine"] == ST
+    assert metadata["dim"] == 384
+    assert metadata["max_length"] == 256
+    assert metadata["template_version"] == "v1"
+    assert metadata["embedded"] == 6
+    assert metadata["reused"] == 0
+    assert metadata["truncated"] == 0
+    assert metadata["items_per_type"] == {"movie": 3, "artist": 2, "tag": 1}
+    assert metadata["missing_fields"]["movie"]["genres"] == 1
+    assert metadata["items_per_second"] > 0
+    assert set(metadata["templates"]) == {"movie", "artist", "tag"}
+
+
+def test_featurize_items_counts_truncated_texts(small_items):
+    small_items.loc[0, "description"] = " ".join(["animated"] * 400)
+
+    result = featurize_items(small_items, _config(max_length=64))
+
+    assert result.metadata["truncated"] == 1
+    assert result.metadata["max_length"] == 64
+
+
+def test_featurize_items_cache_rerun_embeds_only_changes(small_items, tmp_path):
+    config = _config(cache_uri=str(tmp_path / "cache"))
+    first = featurize_items(small_items, config)
+
+    again = featurize_items(small_items, config)
+    small_items.loc[4, "title"] = "John Coltrane"
+    changed = featurize_items(small_items, config)
+
+    assert again.metadata["embedded"] == 0
+    assert again.metadata["reused"] == 6
+    assert again.metadata["engine"].startswith("none")
+    np.testing.assert_array_equal(again.matrix, first.matrix)
+    assert changed.metadata["embedded"] == 1
+    assert changed.metadata["reused"] == 5
+    np.testing.assert_array_equal(changed.matrix[:4], first.matrix[:4])
+    assert float(changed.matrix[4] @ first.matrix[4]) < 0.99
+
+
+def test_featurize_items_template_change_misses_cache(small_items, tmp_path):
+    cache_uri = str(tmp_path / "cache")
+    featurize_items(small_items, _config(cache_uri=cache_uri))
+
+    result = featurize_items(small_items, _config(
+        cache_uri=cache_uri, templates={**FeaturizeConfig().templates, "tag": "Tag: {title}"}))
+
+    assert result.metadata["embedded"] == 1
+    assert result.metadata["reused"] == 5
+
+
+def test_featurize_dataset_gcs_with_cache(small_items, gcs_emulator):
+    bucket = gcs_emulator.create_bucket("gfm-featurize-run")
+    dataset_uri, output_uri = f"{bucket}/dataset", f"{bucket}/llm"
+    _write_items(small_items, dataset_uri)
+    config = _config(cache_uri=f"{bucket}/cache")
+
+    written = featurize_dataset(dataset_uri, output_uri, config)
+    rerun = featurize_dataset(dataset_uri, f"{bucket}/llm-2", config)
+    loaded = ItemEmbeddings.load(output_uri)
+
+    assert loaded.item_ids == small_items["item_id"].tolist()
+    np.testing.assert_array_equal(loaded.matrix, written.matrix)
+    assert loaded.metadata["embedded"] == 6
+    assert rerun.metadata["reused"] == 6
+    np.testing.assert_array_equal(rerun.matrix, written.matrix)
+
+
+def test_featurize_missing_model_raises_before_loading(small_items, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        featurize_items(small_items, _config(model=str(tmp_path / "missing-model")))
+
+
+def test_featurize_bad_catalogs_raise(small_items):
+    with pytest.raises(ValueError, match="items table is empty"):
+        featurize_items(small_items.iloc[:0], _config())
+    with pytest.raises(ValueError, match="occur more than once"):
+        featurize_items(small_items.iloc[[0, 0]], _config())
+    small_items.loc[0, "item_type"] = "podcast"
+    with pytest.raises(ValueError, match="no template for item type 'podcast'"):
+        featurize_items(small_items, _config())
+
+
+def test_featurize_empty_text_policy(small_items):
+    small_items.loc[5, "title"] = ""
+    with pytest.raises(ValueError, match="render to an empty text"):
+        featurize_items(small_items, _config())
+
+    result = featurize_items(small_items, _config(empty_text="item_type"))
+
+    assert result.metadata["empty_texts"] == {"tag": 1}
+    assert len(result) == 6
