@@ -101,7 +101,16 @@ def count_item_pairs(
             items missing from the catalog.
     """
     con.register("catalog", catalog[["item_id", "item_idx", "type_idx"]])
-    stats: dict[str, Any] = {}
+    memory_limit, threads = con.execute(
+        "SELECT current_setting('memory_limit'), current_setting('threads')"
+    ).fetchone()
+    stats: dict[str, Any] = {
+        "duckdb": {
+            "version": duckdb.__version__,
+            "memory_limit": memory_limit,
+            "threads": int(threads),
+        }
+    }
 
     with _step("scan interactions"):
         rows, missing_id, dated, latest = con.execute(
@@ -425,22 +434,27 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
 
 
 def _cap_top_k(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
-    # Each end ranks the pair among its neighbors of the other end's type;
-    # "union" needs the better rank within k, "mutual" the worse one.
-    rank = "min(rn)" if config.top_k_mode == "union" else "max(rn)"
+    # Each end keeps its top k neighbors of the other end's type, ranked by
+    # weight, then co-count, then the lower neighbor position. A pair kept
+    # by one end passes "union"; "mutual" needs both ends. max_by with a
+    # count returns the top k per group and measured about twice as fast as
+    # row_number() over the same partitions (DuckDB 2.0.1, MovieLens-1M).
+    ends = 1 if config.top_k_mode == "union" else 2
     con.execute(
         f"""
         CREATE OR REPLACE TABLE edges AS
         WITH directed AS (
-            SELECT i, j, i AS src, j AS dst, tj AS dst_type, weight, c FROM scored
+            SELECT i, j, i AS src, tj AS dst_type, weight, c, j AS dst FROM scored
             UNION ALL
-            SELECT i, j, j AS src, i AS dst, ti AS dst_type, weight, c FROM scored
-        ), ranked AS (
-            SELECT i, j, row_number() OVER (PARTITION BY src, dst_type
-                                            ORDER BY weight DESC, c DESC, dst) AS rn
-            FROM directed
+            SELECT i, j, j AS src, ti AS dst_type, weight, c, i AS dst FROM scored
+        ), top AS (
+            SELECT unnest(max_by(struct_pack(i := i, j := j),
+                                 struct_pack(w := weight, c := c, d := -dst),
+                                 {config.top_k})) AS pair
+            FROM directed GROUP BY src, dst_type
         ), kept AS (
-            SELECT i, j FROM ranked GROUP BY i, j HAVING {rank} <= {config.top_k}
+            SELECT pair.i AS i, pair.j AS j FROM top
+            GROUP BY ALL HAVING count(*) >= {ends}
         )
         SELECT s.* FROM scored AS s SEMI JOIN kept AS k ON s.i = k.i AND s.j = k.j
         """
