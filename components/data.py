@@ -20,7 +20,7 @@ def ingest(
     ``dataset_name`` is a loader of ``gfm.data.load_dataset``
     (``movielens-1m``, ``lastfm-2k`` or ``files``). ``files_uri`` is the
     folder of contract tables for ``files`` and must be empty otherwise.
-    ``config`` holds loader options (empty dict = defaults), for example
+    ``config`` contains loader options (empty dict = defaults), for example
     ``{"tag_min_date": "2004-01-01"}`` for ``lastfm-2k``. ``strict`` turns
     every row the validation would drop into an error. The artifact's
     metadata gets the row counts and the dropped rows.
@@ -59,7 +59,7 @@ def split(
 ):
     """Split a Dataset folder into train, valid and test in the Split layout.
 
-    ``config`` holds ``gfm.data.splits.SplitConfig`` settings (empty dict =
+    ``config`` contains ``gfm.data.splits.SplitConfig`` settings (empty dict =
     defaults). ``metrics`` logs interactions, users and items per part, the
     number of cold items and the rows dropped by each reason; the split's
     metadata gets the same part sizes.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-# Seconds to wait for fake-gcs-server to answer its first request.
+# Seconds to wait until fake-gcs-server serves its first request.
 GCS_EMULATOR_START_TIMEOUT_S = 30.0
 
 

@@ -2,14 +2,16 @@
 
 Every stage reads and writes tables, arrays, JSON and model files through
 these functions, so a run works the same on a laptop folder and on a GCS
-bucket. Writes are atomic: a local file is written to a temporary name in
-the same folder and renamed into place, and a GCS object is uploaded in one
-request (GCS makes an object visible only once its upload completes), so a
-failed write leaves no partial file or object behind. GCS calls are retried
-on transient errors (408, 429, 5xx, connection resets) with exponential
-backoff. Retries of metadata calls (list, exists, delete) are logged with
-the URI involved; uploads and downloads are retried inside
-google-resumable-media, which applies the same delays but reports nothing.
+bucket. Writes are atomic. A local file is written to a temporary name in
+the same folder and renamed into place. A GCS object is uploaded in one
+request, and GCS makes an object visible only once its upload completes.
+So a failed write leaves no partial file or object behind.
+
+GCS calls are retried on transient errors (408, 429, 5xx, connection
+resets) with exponential backoff. Retries of metadata calls (list, exists,
+delete) are logged with the URI involved. Uploads and downloads are retried
+inside google-resumable-media, which applies the same delays plus up to 1 s
+of random jitter and logs nothing.
 
 Set ``STORAGE_EMULATOR_HOST`` (for example ``http://127.0.0.1:4443``) to use
 a GCS emulator; the client then uses anonymous credentials.
@@ -210,9 +212,9 @@ def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
 def staged_write(uri: str | os.PathLike) -> Iterator[Path]:
     """Yield a local temporary path, published at ``uri`` when the block succeeds.
 
-    For files too large to build in memory, such as Parquet written row group
-    by row group. A local target gets the file by rename and a ``gs://``
-    target by one upload, so readers never see a partial file; when the
+    Use it for files too large to build in memory, such as Parquet written
+    row group by row group. A local target gets the file by rename and a ``gs://``
+    target by one upload, so readers never see a partial file. When the
     block raises, the temporary file is removed and ``uri`` is untouched.
 
     Raises:

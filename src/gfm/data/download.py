@@ -1,6 +1,6 @@
 """Finding the publishers' raw files, downloading and verifying them if absent.
 
-A loader asks :func:`ensure_files` for a folder holding its files. The
+A loader calls :func:`ensure_files` to get a folder with its files. The
 folder ``<data_dir>/<name>`` is used as is when it contains every expected
 file. Otherwise the official zip archive is downloaded (its URL can be
 replaced through an environment variable, for mirrors and tests), verified
@@ -47,7 +47,7 @@ class ArchiveVerificationError(ValueError):
 
 @dataclass(frozen=True)
 class ArchiveSpec:
-    """Where a dataset's raw files come from and how to recognize them.
+    """Source and expected contents of a dataset's raw files.
 
     Attributes:
         name: Folder name below the data folder, for example ``ml-1m``.

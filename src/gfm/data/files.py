@@ -1,6 +1,6 @@
 """Loader of tables that already follow the data contract, as Parquet or CSV.
 
-The folder (local or ``gs://``) holds ``items``, ``interactions`` and
+The folder (local or ``gs://``) contains ``items``, ``interactions`` and
 optionally ``users``, each as ``<table>.parquet`` or ``<table>.csv``. In
 CSV, list columns (``genres``, ``tags``, ``creators``) are text joined by
 ``|`` and timestamps are ISO 8601 or Unix seconds; ids are always read as

@@ -72,7 +72,7 @@ def load_movielens_1m(data_dir: str | os.PathLike | None = None, *,
     ``release_year`` that year and ``genres`` the genre list. Each rating is
     an interaction with ``weight`` = the rating (1-5). Users get ``gender``,
     ``age`` (the dataset's age-group code) and ``occupation`` (its
-    occupation code) as categorical strings; the zip code is left out
+    occupation code) as categorical strings. The zip code is left out
     because it identifies small areas rather than tastes.
 
     Args:

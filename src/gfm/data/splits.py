@@ -4,8 +4,8 @@ Protocols, applied per event type by :func:`split_dataset`:
 
 * ``temporal``: one global cutoff. With ``end`` the latest timestamp, test
   is ``(end - test_days, end]``, validation the ``valid_days`` before it and
-  training the ``window_days`` window before that (older rows are dropped
-  and counted as ``outside_window``; ``window_days=None`` keeps them all).
+  training the ``window_days`` window before that. Older rows are dropped
+  and counted as ``outside_window``, unless ``window_days`` is None.
   The defaults keep a 90-day window and hold out the last 14 days.
 * ``leave_last_n``: per user, the last ``n_test`` events are test and the
   ``n_valid`` before them validation; users with too few events stay
@@ -171,7 +171,7 @@ def _part_sizes(split: Split) -> str:
 
 def _make_split(interactions: pd.DataFrame, part: np.ndarray, protocol: str,
                 settings: dict[str, Any], extra: dict[str, Any]) -> Split:
-    # part holds 0/1/2 for train/valid/test and -1 for dropped rows.
+    # part is 0/1/2 for train/valid/test and -1 for dropped rows.
     frames = {name: interactions.loc[part == code].reset_index(drop=True)
               for code, name in enumerate(PARTS)}
     report = {
@@ -205,7 +205,7 @@ def temporal_split(interactions: pd.DataFrame, *, test_days: float = 14.0,
         end: End of the test period; defaults to the latest timestamp.
 
     Returns:
-        The split; its report holds the cutoffs as ISO 8601 strings.
+        The split, whose report has the cutoffs as ISO 8601 strings.
 
     Raises:
         ValueError: if a timestamp is missing.

@@ -1,11 +1,11 @@
 """Synthetic datasets with taste clusters and power-law popularity.
 
 Each user and each item belongs to one of ``num_clusters`` taste clusters.
-An interaction picks a user (activity follows a power law with exponent
-``user_activity_exponent``), an item type (in proportion to the catalog
-sizes) and then an item: from the user's cluster with probability
-``cluster_affinity``, from the whole type otherwise, in both cases by a Zipf
-popularity with exponent ``zipf_exponent`` over a random item ranking.
+An interaction picks a user, whose activity follows a power law with
+exponent ``user_activity_exponent``, and an item type in proportion to the
+catalog sizes. The item then comes from the user's cluster with probability
+``cluster_affinity`` and from the whole type otherwise. Both draws follow a
+Zipf popularity with exponent ``zipf_exponent`` over a random item ranking.
 Timestamps are uniform over ``[start_date, end_date)``, weights are 1.0,
 and within each chunk the rows are grouped by user. Items get titles,
 genres, tags and descriptions from word lists, with genres and tags tied to
@@ -159,7 +159,7 @@ class _Catalog:
     """Items, users and the sampling tables of one config.
 
     Sampling works by one ``searchsorted`` per chunk. For a draw from the
-    whole of type ``t``, ``type_cdf`` holds ``t + CDF`` of each type's
+    whole of type ``t``, ``type_cdf`` contains ``t + CDF`` of each type's
     popularity, in item row order, so ``t + u`` (``u`` uniform in [0, 1))
     lands inside type ``t``. For a draw within cluster ``c``, segment
     ``t * num_clusters + c`` holds that type's items of cluster ``c`` the

@@ -281,7 +281,7 @@ def _as_strings(series: pd.Series, table: str, column: str) -> pd.Series:
     is_text = series.map(lambda value: value is None or isinstance(value, str))
     row, value = _first_bad(series, ~is_text)
     raise DataValidationError(
-        f"{table}.{column} must hold strings, but row {row} holds "
+        f"{table}.{column} must be strings, but row {row} is "
         f"{type(value).__name__} {value!r}; convert the column with "
         f".astype(str) or read it as text")
 
@@ -314,7 +314,7 @@ def _as_int32(series: pd.Series, table: str, column: str, report: dict) -> pd.Se
         if bad.any():
             row, value = _first_bad(series, bad)
             raise DataValidationError(
-                f"{table}.{column} must hold integers, but row {row} holds "
+                f"{table}.{column} must be integers, but row {row} is "
                 f"{value!r}; fix the value or leave it empty")
         report["conversions"].append(f"{table}.{column}: values converted to Int32")
         series = numbers
@@ -322,7 +322,7 @@ def _as_int32(series: pd.Series, table: str, column: str, report: dict) -> pd.Se
     if fractional.any():
         row, value = _first_bad(series, fractional)
         raise DataValidationError(
-            f"{table}.{column} must hold integers, but row {row} holds {value!r}")
+            f"{table}.{column} must be integers, but row {row} is {value!r}")
     return series.astype("Float64").astype(pd.Int32Dtype())
 
 
@@ -362,14 +362,14 @@ def _as_weights(series: pd.Series) -> pd.Series:
         if bad.any():
             row, value = _first_bad(series, bad)
             raise DataValidationError(
-                f"{column} must be numeric, but row {row} holds {value!r}; "
+                f"{column} must be numeric, but row {row} is {value!r}; "
                 f"use 1.0 for unweighted events")
         series = numbers
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     non_finite = ~np.isfinite(values) & ~np.isnan(values)
     if non_finite.any():
         row, value = _first_bad(series, non_finite)
-        raise DataValidationError(f"{column} must be finite, but row {row} holds {value}")
+        raise DataValidationError(f"{column} must be finite, but row {row} is {value}")
     negative = values < 0
     if negative.any():
         row, value = _first_bad(series, negative)
