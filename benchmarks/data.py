@@ -81,7 +81,7 @@ def bench_splits(repeat: int) -> None:
     for name, config in variants:
         result = {}
 
-        def run(config=config) -> None:
+        def run(config=config, result=result) -> None:
             result["split"] = split_dataset(dataset, config)
 
         seconds = _time(run, repeat)

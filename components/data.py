@@ -2,6 +2,8 @@
 
 # No "from __future__ import annotations": KFP reads the artifact types
 # from the live annotations of the function signature.
+from typing import Optional
+
 from kfp import dsl
 
 from gfm import settings
@@ -13,14 +15,14 @@ def ingest(
     files_uri: str,
     strict: bool,
     dataset: dsl.Output[dsl.Dataset],
-    config: dict = {},
+    config: Optional[dict] = None,  # noqa: UP045 (KFP parses Optional, not X | None)
 ):
     """Load, validate and write one dataset in the Dataset folder layout.
 
     ``dataset_name`` is a loader of ``gfm.data.load_dataset``
     (``movielens-1m``, ``lastfm-2k`` or ``files``). ``files_uri`` is the
     folder of contract tables for ``files`` and must be empty otherwise.
-    ``config`` contains loader options (empty dict = defaults), for example
+    ``config`` contains loader options (None or empty = defaults), for example
     ``{"tag_min_date": "2004-01-01"}`` for ``lastfm-2k``. ``strict`` turns
     every row the validation would drop into an error. The artifact's
     metadata gets the row counts and the dropped rows.
@@ -29,7 +31,7 @@ def ingest(
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    options = dict(config)
+    options = dict(config or {})
     if dataset_name == "files":
         options["path"] = files_uri
     elif files_uri:

@@ -285,10 +285,10 @@ def test_staged_write_publishes_on_success(root: str):
 def test_staged_write_failure_leaves_nothing(root: str):
     uri = storage.join(root, "staged", "broken.bin")
 
-    with pytest.raises(RuntimeError, match="writer failed"):
-        with storage.staged_write(uri) as path:
-            path.write_bytes(b"partial")
-            raise RuntimeError("writer failed")
+    with pytest.raises(RuntimeError, match="writer failed"), \
+            storage.staged_write(uri) as path:
+        path.write_bytes(b"partial")
+        raise RuntimeError("writer failed")
 
     assert not storage.exists(uri)
     assert not path.exists()
@@ -345,7 +345,7 @@ class _FlakyProxy(http.server.ThreadingHTTPServer):
 class _FlakyHandler(http.server.BaseHTTPRequestHandler):
     server: _FlakyProxy
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass  # Keep the test output free of access logs.
 
     def _handle(self) -> None:

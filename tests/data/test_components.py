@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gfm.components.data import ingest, split
 from kfp import dsl
 
-from gfm.components.data import ingest, split
 from gfm.data import Dataset
 from gfm.data.splits import Split
 from gfm.data.synthetic import SyntheticConfig, generate_dataset

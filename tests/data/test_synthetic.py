@@ -54,7 +54,7 @@ def test_config_invalid_values_raise(values, message):
 
 
 def test_tables_follow_contract(small: Dataset):
-    items, interactions, users, report = validate_dataset(small.items, small.interactions,
+    items, interactions, _, report = validate_dataset(small.items, small.interactions,
                                                           small.users, strict=True)
     pd.testing.assert_frame_equal(items, small.items)
     pd.testing.assert_frame_equal(interactions, small.interactions)

@@ -41,8 +41,7 @@ def make_interactions(**overrides) -> pd.DataFrame:
 
 
 def test_valid_tables_normalized():
-    items, interactions, users, report = validate_dataset(make_items(),
-                                                          make_interactions())
+    items, interactions, users, _ = validate_dataset(make_items(), make_interactions())
 
     assert list(items.columns) == ITEMS_SCHEMA.names
     assert list(interactions.columns) == INTERACTIONS_SCHEMA.names
@@ -84,7 +83,7 @@ def test_timestamp_forms_all_parse():
         "naive datetime": pd.to_datetime(["2003-01-31 12:00:00"] * 4),
         "other zone": pd.to_datetime(["2003-01-31 07:00:00"] * 4).tz_localize(
             "America/New_York"),
-        "python datetimes": [dt.datetime(2003, 1, 31, 12, tzinfo=dt.timezone.utc)] * 4,
+        "python datetimes": [dt.datetime(2003, 1, 31, 12, tzinfo=dt.UTC)] * 4,
     }
     for form, values in forms.items():
         _, interactions, _, _ = validate_dataset(make_items(),

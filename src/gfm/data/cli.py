@@ -84,7 +84,8 @@ def read_settings(uri: str | None, section: str) -> dict[str, Any]:
         return {}
     document = yaml.safe_load(storage.read_text(uri)) or {}
     if not isinstance(document, dict):
-        raise ValueError(f"{uri} must hold a mapping of settings, got "
+        raise ValueError(  # noqa: TRY004 (bad file contents are a ValueError here)
+f"{uri} must hold a mapping of settings, got "
                          f"{type(document).__name__}")
     if isinstance(document.get(section), dict):
         return document[section]

@@ -81,7 +81,7 @@ class Dataset:
                     time.monotonic() - started)
 
     @classmethod
-    def load(cls, uri: str | os.PathLike) -> "Dataset":
+    def load(cls, uri: str | os.PathLike) -> Dataset:
         """Read a dataset folder written by :meth:`save`.
 
         Raises:

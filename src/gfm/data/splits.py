@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gfm import storage
+from gfm.data.config import settings_from_dict
 from gfm.data.dataset import Dataset
 from gfm.data.schema import INTERACTIONS, frame_to_table, table_to_frame
 
@@ -109,18 +110,13 @@ class SplitConfig:
                              f"{self.cold_item_fraction}")
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any] | None) -> "SplitConfig":
+    def from_dict(cls, mapping: Mapping[str, Any] | None) -> SplitConfig:
         """Build the settings from a mapping; missing keys keep their defaults.
 
         Raises:
             ValueError: naming any unknown key or invalid value.
         """
-        mapping = dict(mapping or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(mapping) - set(known))
-        if unknown:
-            raise ValueError(f"unknown split settings {unknown}; known: {known}")
-        return cls(**mapping)
+        return settings_from_dict(cls, mapping, "split settings")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-ready dict."""
@@ -156,7 +152,7 @@ class Split:
         logger.info("saved split (%s) to %s", _part_sizes(self), uri)
 
     @classmethod
-    def load(cls, uri: str | os.PathLike) -> "Split":
+    def load(cls, uri: str | os.PathLike) -> Split:
         """Read a split folder written by :meth:`save`."""
         parts = {part: table_to_frame(storage.read_table(storage.join(uri, f"{part}.parquet")))
                  for part in PARTS}
@@ -293,8 +289,8 @@ def random_split(interactions: pd.DataFrame, *, test_fraction: float = 0.1,
         The split.
     """
     rows = len(interactions)
-    num_test = int(round(rows * test_fraction))
-    num_valid = int(round(rows * valid_fraction))
+    num_test = round(rows * test_fraction)
+    num_valid = round(rows * valid_fraction)
     permutation = np.random.default_rng(seed).permutation(rows)
     part = np.zeros(rows, dtype=np.int8)
     part[permutation[:num_test]] = 2
@@ -327,7 +323,7 @@ def cold_item_split(split: Split, items: pd.DataFrame, *, fraction: float,
     if item_types is not None:
         candidates = candidates.loc[candidates["item_type"].isin(item_types)]
     candidate_ids = np.sort(candidates["item_id"].to_numpy().astype(str))
-    count = int(round(len(candidate_ids) * fraction))
+    count = round(len(candidate_ids) * fraction)
     chosen = np.random.default_rng(seed).choice(candidate_ids, size=count, replace=False)
     cold = sorted(chosen.tolist())
 

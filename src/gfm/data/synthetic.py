@@ -24,9 +24,9 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,15 @@ import pyarrow.parquet as pq
 
 from gfm import storage
 from gfm.data import dataset as dataset_files
+from gfm.data.config import settings_from_dict
 from gfm.data.dataset import Dataset
-from gfm.data.schema import INTERACTIONS_SCHEMA, ITEMS, USERS, frame_to_table, table_to_frame
+from gfm.data.schema import (
+    INTERACTIONS_SCHEMA,
+    ITEMS,
+    USERS,
+    frame_to_table,
+    table_to_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,18 +139,13 @@ class SyntheticConfig:
                              f"{self.end_date}")
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any] | None) -> "SyntheticConfig":
+    def from_dict(cls, mapping: Mapping[str, Any] | None) -> SyntheticConfig:
         """Build the settings from a mapping; missing keys keep their defaults.
 
         Raises:
             ValueError: naming any unknown key or invalid value.
         """
-        mapping = dict(mapping or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(mapping) - set(known))
-        if unknown:
-            raise ValueError(f"unknown synthetic settings {unknown}; known: {known}")
-        return cls(**mapping)
+        return settings_from_dict(cls, mapping, "synthetic settings")
 
     def start_timestamp(self) -> pd.Timestamp:
         """Return ``start_date`` as a UTC timestamp."""

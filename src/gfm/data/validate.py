@@ -290,9 +290,9 @@ def _as_string_lists(series: pd.Series, table: str, column: str) -> pd.Series:
     def convert(value: Any) -> list[str] | None:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return None
-        if isinstance(value, (list, tuple, np.ndarray)):
-            if all(isinstance(element, str) for element in value):
-                return list(value)
+        is_list = isinstance(value, (list, tuple, np.ndarray))
+        if is_list and all(isinstance(element, str) for element in value):
+            return list(value)
         raise TypeError(value)
 
     try:
@@ -305,19 +305,23 @@ def _as_string_lists(series: pd.Series, table: str, column: str) -> pd.Series:
             f"(the files loader splits on '|')") from None
 
 
+def _parse_numbers(series: pd.Series, column: str, expected: str, fix: str) -> pd.Series:
+    numbers = pd.to_numeric(series, errors="coerce")
+    bad = numbers.isna() & series.notna()
+    if bad.any():
+        row, value = _first_bad(series, bad)
+        raise DataValidationError(
+            f"{column} must be {expected}, but row {row} is {value!r}; {fix}")
+    return numbers
+
+
 def _as_int32(series: pd.Series, table: str, column: str, report: dict) -> pd.Series:
     if series.isna().all():
         return pd.Series(pd.NA, index=series.index, dtype=pd.Int32Dtype())
     if not pd.api.types.is_numeric_dtype(series.dtype):
-        numbers = pd.to_numeric(series, errors="coerce")
-        bad = numbers.isna() & series.notna()
-        if bad.any():
-            row, value = _first_bad(series, bad)
-            raise DataValidationError(
-                f"{table}.{column} must be integers, but row {row} is "
-                f"{value!r}; fix the value or leave it empty")
+        series = _parse_numbers(series, f"{table}.{column}", "integers",
+                                "fix the value or leave it empty")
         report["conversions"].append(f"{table}.{column}: values converted to Int32")
-        series = numbers
     fractional = (series.astype("Float64") % 1 != 0).fillna(False)
     if fractional.any():
         row, value = _first_bad(series, fractional)
@@ -357,14 +361,8 @@ def _as_weights(series: pd.Series) -> pd.Series:
     column = f"{INTERACTIONS}.weight"
     if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(
             series.dtype):
-        numbers = pd.to_numeric(series, errors="coerce")
-        bad = numbers.isna() & series.notna()
-        if bad.any():
-            row, value = _first_bad(series, bad)
-            raise DataValidationError(
-                f"{column} must be numeric, but row {row} is {value!r}; "
-                f"use 1.0 for unweighted events")
-        series = numbers
+        series = _parse_numbers(series, column, "numeric",
+                                "use 1.0 for unweighted events")
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     non_finite = ~np.isfinite(values) & ~np.isnan(values)
     if non_finite.any():
