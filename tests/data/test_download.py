@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import socket
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ def test_flat_archive_layout_accepted(data_dir, archive_server, isolated_cache,
 
 
 def test_local_files_win_over_download(data_dir, isolated_cache, monkeypatch):
-    monkeypatch.setenv("GFM_LASTFM_2K_URL", "http://127.0.0.1:9/never-fetched.zip")
+    monkeypatch.setenv("GFM_LASTFM_2K_URL", f"http://127.0.0.1:{closed_port()}/x.zip")
     folder = download.ensure_files(LASTFM_SPEC, data_dir)
     assert folder == data_dir / "lastfm-2k"
     assert not isolated_cache.exists()
@@ -164,9 +165,15 @@ def test_http_404_not_retried(archive_server, isolated_cache, tmp_path, monkeypa
     assert requests == ["/missing.zip"]
 
 
+def closed_port() -> int:
+    """Return a loopback port that was free a moment ago, so nothing listens."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_offline_error_names_settings(isolated_cache, tmp_path, monkeypatch):
-    # Nothing listens on port 9 of the loopback address (the discard port).
-    monkeypatch.setenv("GFM_LASTFM_2K_URL", "http://127.0.0.1:9/lastfm.zip")
+    monkeypatch.setenv("GFM_LASTFM_2K_URL", f"http://127.0.0.1:{closed_port()}/x.zip")
 
     with pytest.raises(DatasetUnavailableError) as raised:
         load_dataset("lastfm-2k", tmp_path / "no-data")
