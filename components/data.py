@@ -63,7 +63,7 @@ def split(
 
     ``config`` contains ``gfm.data.splits.SplitConfig`` settings (empty dict =
     defaults). ``metrics`` logs interactions, users and items per part, the
-    number of cold items and the rows dropped by each reason; the split's
+    number of cold items and the rows dropped by each reason. The split's
     metadata gets the same part sizes.
     """
     from gfm.data import Dataset

@@ -3,8 +3,8 @@
 The folder (local or ``gs://``) contains ``items``, ``interactions`` and
 optionally ``users``, each as ``<table>.parquet`` or ``<table>.csv``. In
 CSV, list columns (``genres``, ``tags``, ``creators``) are text joined by
-``|`` and timestamps are ISO 8601 or Unix seconds; ids are always read as
-text.
+``|`` and timestamps are ISO 8601 or Unix seconds. Ids are always read
+as text.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class _Catalog:
     whole of type ``t``, ``type_cdf`` contains ``t + CDF`` of each type's
     popularity, in item row order, so ``t + u`` (``u`` uniform in [0, 1))
     lands inside type ``t``. For a draw within cluster ``c``, segment
-    ``t * num_clusters + c`` holds that type's items of cluster ``c`` the
+    ``t * num_clusters + c`` contains that type's items of cluster ``c`` the
     same way in ``segment_cdf``, with their item rows in ``segment_rows``.
     """
 
