@@ -41,6 +41,10 @@ class TwoTowerConfig:
         exclude_target_from_history: leave the target item out of the user's
             history mean in each training example, so the model cannot
             learn to find the target inside its own input.
+        positive_min_weight: only interactions with at least this ``weight``
+            (a MovieLens rating of 4, say) are training and validation
+            targets; ``None`` makes every interaction a target. History
+            means always use every training interaction.
         batch_size: training examples per step; the other positives of a
             batch are each example's negatives.
         learning_rate: Adam learning rate.
@@ -65,6 +69,7 @@ class TwoTowerConfig:
     temperature: float = 0.05
     logq_correction: bool = True
     exclude_target_from_history: bool = True
+    positive_min_weight: float | None = None
     batch_size: int = 1024
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -116,6 +121,12 @@ class TwoTowerConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.positive_min_weight is not None and not isinstance(
+                self.positive_min_weight, (int, float)):
+            raise ValueError(
+                f"positive_min_weight must be a number or null, got "
+                f"{self.positive_min_weight!r}"
+            )
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or null, got {self.num_threads}")
 

@@ -70,7 +70,8 @@ class TrainingData:
         example_users: int64 ``[num_examples]`` user row of each training pair.
         example_items: int64 ``[num_examples]`` product item row of each pair.
         popularity: int64 ``[num_items]`` training pairs per product item.
-        seen: ``[num_users]`` sorted product item rows each user has in training.
+        seen: ``[num_users]`` sorted product item rows each user has in
+            training, targets or not.
         valid_users: user rows that have validation targets.
         valid_targets: ``[len(valid_users)]`` arrays of target item rows.
         dropped: rows and items left out, by reason.
@@ -214,6 +215,17 @@ def _pairs(table: pd.DataFrame, name: str, dropped: Counter) -> pd.DataFrame:
     return unique
 
 
+def _positive_pairs(
+    table: pd.DataFrame, name: str, min_weight: float | None, dropped: Counter
+) -> pd.DataFrame:
+    if min_weight is None:
+        return table
+    check_columns(table, ("weight",), name)
+    positive = table["weight"].to_numpy() >= min_weight
+    dropped[f"{name}_rows_below_positive_min_weight"] += int((~positive).sum())
+    return table[positive]
+
+
 def _grouped_rows(users: np.ndarray, rows: np.ndarray, num_users: int) -> list[np.ndarray]:
     order = np.lexsort((rows, users))
     bounds = np.searchsorted(users[order], np.arange(num_users + 1))
@@ -228,13 +240,16 @@ def build_training_data(
     encoder: UserEncoder,
     users: pd.DataFrame | None,
     dropped: Counter,
+    positive_min_weight: float | None = None,
 ) -> TrainingData:
     """Precompute user inputs, training pairs and validation targets.
 
     Training pairs are the unique ``(user, item)`` pairs of ``train`` whose
-    item belongs to the product. History means use every unique training
-    pair whose item has a history embedding, whatever its type. Validation
-    targets are the product pairs of ``valid`` not already in ``train``.
+    item belongs to the product and whose ``weight`` reaches
+    ``positive_min_weight`` (when set). History means use every unique
+    training pair whose item has a history embedding, whatever its type or
+    weight. Validation targets are the product pairs of ``valid`` that reach
+    the same weight and are not already training pairs.
 
     Raises:
         ValueError: if a table lacks columns or no training pair remains.
@@ -242,7 +257,10 @@ def build_training_data(
     check_columns(train, INTERACTION_COLUMNS, "train")
     check_columns(valid, INTERACTION_COLUMNS, "valid")
     train_pairs = _pairs(train, "train", dropped)
-    valid_pairs = _pairs(valid, "valid", dropped)
+    positive = _positive_pairs(train, "train", positive_min_weight, dropped)
+    positive_pairs = positive[list(INTERACTION_COLUMNS)].astype(str).drop_duplicates()
+    valid_pairs = _pairs(
+        _positive_pairs(valid, "valid", positive_min_weight, dropped), "valid", dropped)
 
     user_ids = sorted(set(train_pairs["user_id"]) | set(valid_pairs["user_id"]))
     user_row = {u: k for k, u in enumerate(user_ids)}
@@ -262,12 +280,12 @@ def build_training_data(
     history_count.index_add_(0, flat, torch.ones(len(flat)))
 
     # Training pairs of the product's items.
-    train_item = train_pairs["item_id"].map(items.index)
+    train_item = positive_pairs["item_id"].map(items.index)
     in_product = train_item.notna().to_numpy()
-    excluded = train_pairs["item_id"].isin(items.excluded_ids).to_numpy()
+    excluded = positive_pairs["item_id"].isin(items.excluded_ids).to_numpy()
     dropped["train_pairs_on_items_without_embedding"] += int(excluded.sum())
     dropped["train_pairs_of_other_item_types"] += int((~in_product & ~excluded).sum())
-    example_users = train_pairs["user_id"].map(user_row).to_numpy()[in_product]
+    example_users = positive_pairs["user_id"].map(user_row).to_numpy()[in_product]
     example_items = train_item.to_numpy()[in_product].astype(np.int64)
     if len(example_items) == 0:
         raise ValueError(
@@ -275,7 +293,12 @@ def build_training_data(
             "product's item_types against the train split"
         )
     popularity = np.bincount(example_items, minlength=len(items.item_ids))
-    seen = _grouped_rows(example_users, example_items, num_users)
+    # Every training interaction counts as seen, whatever its weight: ranking
+    # leaves out what the user already consumed.
+    seen_item = train_pairs["item_id"].map(items.index)
+    seen_known = seen_item.notna().to_numpy()
+    seen = _grouped_rows(train_pairs["user_id"].map(user_row).to_numpy()[seen_known],
+                         seen_item.to_numpy()[seen_known].astype(np.int64), num_users)
 
     valid_users, valid_targets = _validation_targets(
         valid_pairs, items, user_row, seen, dropped)

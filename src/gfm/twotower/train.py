@@ -96,7 +96,7 @@ def train_two_tower(
         product, item_types, items, hgnn, llm, encoder, config, dropped)
     data = build_training_data(
         train, valid, catalog, encoder, users if config.use_user_features else None,
-        dropped)
+        dropped, config.positive_min_weight)
 
     user_tower = UserTower(
         num_history_types=len(encoder.history_types),
