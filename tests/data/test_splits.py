@@ -114,6 +114,38 @@ def test_temporal_split_without_window_keeps_all():
     assert sum(split.report["counts"].values()) == len(ratings)
 
 
+def test_temporal_split_by_fraction_quantiles():
+    ratings = make_dataset().interactions.query("event_type == 'rating'")
+    split = temporal_split(ratings, window_days=None, test_fraction=0.2,
+                           valid_fraction=0.1)
+
+    counts = split.report["counts"]
+    assert sum(counts.values()) == len(ratings)
+    assert abs(counts["test"] - 0.2 * len(ratings)) <= 0.02 * len(ratings)
+    assert abs(counts["valid"] - 0.1 * len(ratings)) <= 0.02 * len(ratings)
+    assert split.train["timestamp"].max() <= split.valid["timestamp"].min()
+    assert split.valid["timestamp"].max() <= split.test["timestamp"].min()
+    assert split.report["settings"]["test_fraction"] == 0.2
+
+
+def test_split_dataset_temporal_cutoff_fraction():
+    dataset = make_dataset()
+    config = SplitConfig(protocol="random", protocols={"rating": "temporal"},
+                         temporal_cutoff="fraction", window_days=None,
+                         test_fraction=0.25, valid_fraction=0.05)
+    split = split_dataset(dataset, config)
+
+    ratings = split.report["by_event_type"]["rating"]
+    assert ratings["protocol"] == "temporal"
+    assert ratings["settings"]["test_fraction"] == 0.25
+    assert ratings["counts"]["test"] > 0
+
+
+def test_config_rejects_unknown_temporal_cutoff():
+    with pytest.raises(ValueError, match="temporal_cutoff 'weeks'"):
+        SplitConfig(temporal_cutoff="weeks")
+
+
 def test_temporal_split_needs_timestamps():
     interactions = make_dataset().interactions
     with pytest.raises(ValueError, match=r"400 of \d+ interactions have none"):

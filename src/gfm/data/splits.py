@@ -6,7 +6,11 @@ Protocols, applied per event type by :func:`split_dataset`:
   is ``(end - test_days, end]``, validation the ``valid_days`` before it and
   training the ``window_days`` window before that. Older rows are dropped
   and counted as ``outside_window``, unless ``window_days`` is None.
-  The defaults keep a 90-day window and hold out the last 14 days.
+  The defaults keep a 90-day window and hold out the last 14 days. With
+  ``temporal_cutoff="fraction"`` the cutoffs are instead the time quantiles
+  that leave the last ``test_fraction`` of events for test and the
+  ``valid_fraction`` before them for validation, for data whose events are
+  spread unevenly over years (MovieLens-1M has most ratings in 2000).
 * ``leave_last_n``: per user, the last ``n_test`` events are test and the
   ``n_valid`` before them validation; users with too few events stay
   wholly in training.
@@ -47,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("auto", "temporal", "leave_last_n", "random")
 PARTS = ("train", "valid", "test")
+TEMPORAL_CUTOFFS = ("days", "fraction")
 COLD_ITEMS_FILE = "cold_items.parquet"
 REPORT_FILE = "split.json"
 
@@ -64,10 +69,15 @@ class SplitConfig:
         valid_days: Temporal: length of the validation period before it.
         window_days: Temporal: training window before validation, in days;
             None keeps all older events.
+        temporal_cutoff: Temporal: ``days`` places the cutoffs by
+            ``test_days`` and ``valid_days``; ``fraction`` places them at the
+            time quantiles given by ``test_fraction`` and ``valid_fraction``.
         n_test: Leave-last-n: test events per user.
         n_valid: Leave-last-n: validation events per user.
-        test_fraction: Random: share of rows for test.
-        valid_fraction: Random: share of rows for validation.
+        test_fraction: Random, or temporal by fraction: share of rows for
+            test.
+        valid_fraction: Random, or temporal by fraction: share of rows for
+            validation.
         cold_item_fraction: Share of the items with interactions held out
             of train and valid (0 disables the cold-item split).
         cold_item_types: Item types eligible as cold items; None means all.
@@ -79,6 +89,7 @@ class SplitConfig:
     test_days: float = 14.0
     valid_days: float = 14.0
     window_days: float | None = 90.0
+    temporal_cutoff: str = "days"
     n_test: int = 1
     n_valid: int = 1
     test_fraction: float = 0.1
@@ -95,6 +106,9 @@ class SplitConfig:
         if self.test_days <= 0 or self.valid_days < 0:
             raise ValueError(f"test_days must be > 0 and valid_days >= 0, got "
                              f"{self.test_days} and {self.valid_days}")
+        if self.temporal_cutoff not in TEMPORAL_CUTOFFS:
+            raise ValueError(f"unknown temporal_cutoff {self.temporal_cutoff!r}; "
+                             f"expected one of {list(TEMPORAL_CUTOFFS)}")
         if self.window_days is not None and self.window_days <= 0:
             raise ValueError(f"window_days must be > 0 or null, got {self.window_days}")
         if self.n_test < 1 or self.n_valid < 0:
@@ -189,7 +203,9 @@ def _require_timestamps(interactions: pd.DataFrame, protocol: str) -> None:
 
 def temporal_split(interactions: pd.DataFrame, *, test_days: float = 14.0,
                    valid_days: float = 14.0, window_days: float | None = 90.0,
-                   end: pd.Timestamp | None = None) -> Split:
+                   end: pd.Timestamp | None = None,
+                   test_fraction: float | None = None,
+                   valid_fraction: float = 0.0) -> Split:
     """Split at global time cutoffs measured back from ``end``.
 
     Args:
@@ -199,6 +215,11 @@ def temporal_split(interactions: pd.DataFrame, *, test_days: float = 14.0,
         window_days: Training period before validation, in days; older rows
             are dropped (counted as ``outside_window``). None keeps them.
         end: End of the test period; defaults to the latest timestamp.
+        test_fraction: When set, the test period starts at the time quantile
+            ``1 - test_fraction`` of the events instead of ``test_days``
+            before ``end``.
+        valid_fraction: With ``test_fraction``: the validation period starts
+            at the quantile ``1 - test_fraction - valid_fraction``.
 
     Returns:
         The split, whose report has the cutoffs as ISO 8601 strings.
@@ -209,8 +230,16 @@ def temporal_split(interactions: pd.DataFrame, *, test_days: float = 14.0,
     _require_timestamps(interactions, "temporal")
     timestamps = interactions["timestamp"]
     end = timestamps.max() if end is None else pd.Timestamp(end)
-    test_start = end - pd.Timedelta(days=test_days)
-    valid_start = test_start - pd.Timedelta(days=valid_days)
+    if test_fraction is None:
+        test_start = end - pd.Timedelta(days=test_days)
+        valid_start = test_start - pd.Timedelta(days=valid_days)
+    else:
+        # Quantiles of the event times: ties at a cutoff all fall on the
+        # earlier side, so the shares are at most the requested ones.
+        ordered = timestamps.sort_values(ignore_index=True)
+        test_start = ordered.iloc[_quantile_row(len(ordered), 1 - test_fraction)]
+        valid_start = ordered.iloc[_quantile_row(
+            len(ordered), 1 - test_fraction - valid_fraction)]
     train_start = None if window_days is None else valid_start - pd.Timedelta(
         days=window_days)
 
@@ -227,9 +256,14 @@ def temporal_split(interactions: pd.DataFrame, *, test_days: float = 14.0,
                "valid_start": valid_start.isoformat(),
                "train_start": None if train_start is None else train_start.isoformat()}
     settings = {"test_days": test_days, "valid_days": valid_days,
-                "window_days": window_days}
+                "window_days": window_days, "test_fraction": test_fraction,
+                "valid_fraction": valid_fraction if test_fraction is not None else None}
     return _make_split(interactions, part, "temporal", settings,
                        {"cutoffs": cutoffs, "dropped": {"outside_window": int(outside.sum())}})
+
+
+def _quantile_row(rows: int, share: float) -> int:
+    return min(rows - 1, max(0, int(np.ceil(rows * share)) - 1))
 
 
 def leave_last_n_split(interactions: pd.DataFrame, *, n_test: int = 1,
@@ -414,9 +448,12 @@ def split_dataset(dataset: Dataset, config: SplitConfig | Mapping[str, Any] | No
 def _split_events(events: pd.DataFrame, protocol: str, config: SplitConfig,
                   end: pd.Timestamp | None) -> Split:
     if protocol == "temporal":
+        by_fraction = config.temporal_cutoff == "fraction"
         return temporal_split(events, test_days=config.test_days,
                               valid_days=config.valid_days,
-                              window_days=config.window_days, end=end)
+                              window_days=config.window_days, end=end,
+                              test_fraction=config.test_fraction if by_fraction else None,
+                              valid_fraction=config.valid_fraction)
     if protocol == "leave_last_n":
         return leave_last_n_split(events, n_test=config.n_test, n_valid=config.n_valid)
     return random_split(events, test_fraction=config.test_fraction,
