@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +36,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class FakeCustomObjectsApi:
     """An in-memory stand-in for ``kubernetes.client.CustomObjectsApi``.
 
-    It stores InferenceServices as the API server would (serialized JSON,
-    ``metadata.generation`` bumped on every write) and reports one ready
-    only after ``ready_after`` reads following a write; ``ready_after=None``
-    never reports ready.
+    It stores InferenceServices as the API server would: serialized JSON,
+    with ``metadata.generation`` bumped on every write. An object reports
+    ready only after ``ready_after`` reads following a write, and never
+    when ``ready_after`` is ``None``.
     """
 
     def __init__(self, ready_after: int | None = 1):
@@ -181,3 +189,175 @@ def inference_service_errors():
         return found
 
     return errors
+
+
+# Users of the MovieLens-1M slice the test bundle is trained on.
+SLICE_USERS = 120
+
+
+@dataclass
+class TestBundle:
+    """A serving bundle exported from a small real training run."""
+
+    uri: str
+    known_user: str
+    recent_items: list[str]
+    features_only_user: str
+
+
+def collaborative_embeddings(train, items) -> "ItemEmbeddings":
+    """Item factors from an SVD of the training item-user matrix.
+
+    They stand in for the HGNN embeddings, which would take minutes to train,
+    and cover every catalog movie (zero rows for movies nobody rated).
+    """
+    import numpy as np
+
+    from gfm.embeddings import ItemEmbeddings
+
+    item_ids = items["item_id"].tolist()
+    row = {item_id: position for position, item_id in enumerate(item_ids)}
+    users = {user: column for column, user in enumerate(sorted(train["user_id"].unique()))}
+    matrix = np.zeros((len(item_ids), len(users)), dtype=np.float32)
+    matrix[train["item_id"].map(row).to_numpy(), train["user_id"].map(users).to_numpy()] = 1.0
+    left, singular, _ = np.linalg.svd(matrix, full_matrices=False)
+    factors = (left[:, :24] * np.sqrt(singular[:24])).astype(np.float32)
+    return ItemEmbeddings(item_ids, items["item_type"].tolist(), factors,
+                          {"model": "svd-of-train"})
+
+
+@pytest.fixture(scope="session")
+def ml1m_bundle(data_dir, tmp_path_factory) -> TestBundle:
+    """A one-product bundle (``movie``) trained on the first MovieLens-1M users."""
+    from gfm.data.movielens import load_movielens_1m
+    from gfm.data.splits import leave_last_n_split
+    from gfm.twotower import TwoTowerConfig, train_two_tower
+    from gfm.twotower.bundle import export_bundle
+
+    dataset = load_movielens_1m(data_dir)
+    ordered = sorted(dataset.interactions["user_id"].unique(), key=int)
+    keep = ordered[:SLICE_USERS]
+    interactions = dataset.interactions[dataset.interactions["user_id"].isin(keep)]
+    # One more user has features but no interactions, like a new sign-up.
+    with_features = keep + [ordered[SLICE_USERS]]
+    users = dataset.users[dataset.users["user_id"].isin(with_features)].reset_index(drop=True)
+    split = leave_last_n_split(interactions.reset_index(drop=True))
+    embeddings = collaborative_embeddings(split.train, dataset.items)
+
+    config = TwoTowerConfig(tower_dims=(32, 16), use_llm=False, max_epochs=1,
+                            batch_size=512, seed=0)
+    model = train_two_tower("movie", ["movie"], split.train, split.valid, dataset.items,
+                            users=users, hgnn=embeddings, llm=None, config=config)
+    uri = str(tmp_path_factory.mktemp("bundles") / "ml1m")
+    export_bundle(uri, {"movie": model}, histories=split.train, users=users,
+                  hgnn=embeddings, llm=None, model_version="ml1m-test-1",
+                  model_cards={"movie": {"data": {"dataset": dataset.name,
+                                                  "users": SLICE_USERS}}})
+
+    known_user = keep[0]
+    consumed = set(split.train.loc[split.train["user_id"] == known_user, "item_id"])
+    popular = split.train["item_id"].value_counts().index.tolist()
+    recent = [item for item in popular if item not in consumed][:5]
+    return TestBundle(uri=uri, known_user=known_user, recent_items=recent,
+                      features_only_user=ordered[SLICE_USERS])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_http(self, path: str, timeout_s: float = 240.0) -> int:
+        return wait_for_http(self, path, timeout_s)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(bundle_uri: str, log_path: Path, config: dict | None = None
+                 ) -> RunningServer:
+    """Start ``gfm serve`` on 127.0.0.1 in a child process."""
+    port = free_port()
+    command = [sys.executable, "-m", "gfm.cli", "serve", "--bundle", bundle_uri,
+               "--port", str(port)]
+    if config:
+        command += ["--config", json.dumps(config)]
+    log = open(log_path, "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, GFM_LOG_LEVEL="INFO"))
+    log.close()
+    return RunningServer(f"http://127.0.0.1:{port}", process, log_path)
+
+
+def wait_for_http(server: RunningServer, path: str, timeout_s: float = 240.0) -> int:
+    """Poll ``path`` until the server responds; return the status code.
+
+    The timeout is generous because importing torch and KServe takes tens of
+    seconds when other jobs share the 2 CPU cores.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"gfm serve exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            return httpx.get(server.url + path, timeout=5).status_code
+        except httpx.TransportError:
+            time.sleep(0.5)
+    pytest.fail(f"gfm serve did not respond on {server.url} within {timeout_s} s:\n"
+                f"{server.log()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def launch_server(tmp_path):
+    """Return a function that starts ``gfm serve`` on a bundle; every server
+    it started is stopped when the test ends."""
+    started: list[RunningServer] = []
+
+    def launch(bundle_uri: str, config: dict | None = None) -> RunningServer:
+        server = start_server(bundle_uri, tmp_path / f"server-{len(started)}.log", config)
+        started.append(server)
+        return server
+
+    yield launch
+    for server in started:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def bundle_server(ml1m_bundle, tmp_path_factory):
+    """Return a started, ready server of the MovieLens-1M bundle, one per name."""
+    from gfm.serving.client import RecommendClient
+
+    servers: dict[str, RunningServer] = {}
+
+    def get(name: str, config: dict | None = None) -> RunningServer:
+        if name not in servers:
+            log_path = tmp_path_factory.mktemp("server") / f"{name}.log"
+            server = start_server(ml1m_bundle.uri, log_path, config)
+            servers[name] = server
+            wait_for_http(server, "/")
+            with RecommendClient(server.url) as client:
+                client.wait_ready(timeout_s=240)
+        return servers[name]
+
+    yield get
+    for server in servers.values():
+        stop_server(server)

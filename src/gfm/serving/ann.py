@@ -18,9 +18,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# faiss recommends between 30 and 256 training points per list; the sample
-# is capped so building the index on a large catalog takes seconds.
-TRAINING_POINTS_PER_LIST = 64
+# faiss warns below 39 training points per list; a small sample keeps the
+# k-means training of a 1M-item index to seconds.
+TRAINING_POINTS_PER_LIST = 40
 
 
 class IVFIndex:
@@ -29,7 +29,7 @@ class IVFIndex:
     Args:
         item_vectors: ``[num_items, dim]`` float32, L2-normalized.
         nprobe: number of inverted lists searched per query.
-        nlist: number of inverted lists; 0 picks about ``4 * sqrt(num_items)``.
+        nlist: number of inverted lists; 0 picks ``sqrt(num_items)``.
         seed: seed of the training sample.
         threads: OpenMP threads of faiss; 0 keeps faiss's default.
 
@@ -52,7 +52,7 @@ class IVFIndex:
         num_items, dim = vectors.shape
         if threads:
             faiss.omp_set_num_threads(threads)
-        self.nlist = nlist or max(1, int(4 * math.sqrt(num_items)))
+        self.nlist = nlist or max(1, int(math.sqrt(num_items)))
         self.nprobe = min(nprobe, self.nlist)
 
         quantizer = faiss.IndexFlatIP(dim)

@@ -1,10 +1,10 @@
 """Checks a serving bundle must pass before the server reports ready.
 
 ``Bundle.load`` already checks the format version, dimensions, id maps and
-product list. These checks cover what serving relies on beyond that: every
-number it will rank with is finite, item vectors are unit-norm (scores are
-cosines), popularity is aligned with the items, and each user tower produces
-vectors of its item matrix's dimension. A bundle that fails any of them
+product list. These checks cover what serving relies on beyond that. Every
+number it ranks with must be finite, and item vectors must be unit-norm
+because scores are cosines. Popularity must be aligned with the items, and
+each user tower must produce vectors of its item matrix's dimension. A bundle that fails any of them
 would answer requests with wrong or ``NaN`` scores, so it is rejected whole.
 """
 

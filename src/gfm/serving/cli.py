@@ -33,7 +33,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     recommend = subparsers.add_parser(
         "recommend", help="ask a running server for recommendations",
-        description="Send one instance to a recommendation server and print the answer.",
+        description="Send one instance to a recommendation server and print the response.",
     )
     recommend.add_argument("--url", default="http://127.0.0.1:8080", help="server address")
     recommend.add_argument("--name", default="gfm", help="model name (default: gfm)")

@@ -24,7 +24,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 
 class RecommendError(RuntimeError):
-    """A request the server answered with an error status.
+    """An error status returned by the server.
 
     Args:
         status_code: the HTTP status.

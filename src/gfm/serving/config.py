@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-# Where the KServe storage initializer puts the files of ``STORAGE_URI``.
+# Folder into which the KServe storage initializer downloads ``STORAGE_URI``.
 KSERVE_MODEL_DIR = "/mnt/models"
 
 INDEX_KINDS = ("exact", "ivf")
@@ -48,7 +48,7 @@ class ServingConfig:
     exclude_consumed: bool = True
     index: str = "exact"
     ann_min_items: int = 200_000
-    ann_nprobe: int = 32
+    ann_nprobe: int = 64
     torch_threads: int = 0
 
     def __post_init__(self) -> None:

@@ -1,10 +1,10 @@
 """Create or update the recommender's InferenceService through KServe's SDK.
 
 :func:`deploy_bundle` reads the candidate bundle's model cards, looks up the
-InferenceService in the cluster, runs the gate of :mod:`gfm.serving.gate`
-against the bundle it serves, and only if the gate passes creates the
-InferenceService or patches it to the new ``STORAGE_URI``, then waits until
-KServe reports it ready for the new generation.
+InferenceService in the cluster and runs the gate of :mod:`gfm.serving.gate`
+against the bundle it serves. Only if the gate passes does it create the
+InferenceService or patch it to the new ``STORAGE_URI``. It then waits until
+KServe reports the InferenceService ready for the new generation.
 
 NOTE: no cluster runs in this repository's tests. They check every decision
 and the exact object sent through ``KServeClient`` against a fake Kubernetes
@@ -38,7 +38,7 @@ class DeployTimeoutError(TimeoutError):
 
 @dataclass
 class DeployResult:
-    """What :func:`deploy_bundle` decided and did.
+    """Decision and outcome of one :func:`deploy_bundle` call.
 
     Args:
         action: ``created``, ``patched``, ``skipped`` (gate failed or the

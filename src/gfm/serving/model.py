@@ -2,8 +2,8 @@
 
 KServe calls ``load`` once, then for each request ``preprocess`` (decode and
 validate), ``predict`` (rank) and ``postprocess`` (encode). Invalid input
-raises ``kserve.errors.InvalidInput``, which KServe answers with HTTP 400 and
-``{"error": message}``; the message names the field.
+raises ``kserve.errors.InvalidInput``, which KServe turns into HTTP 400 with
+``{"error": message}``. The message names the field.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from gfm.serving.config import ServingConfig
 from gfm.serving.kserve_import import kserve
 from gfm.serving.recommender import BatchStats, Recommender
 from gfm.serving.request import InvalidRequestError, RecommendRequest, parse_instances
+from gfm.twotower.bundle import BundleError
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ class RecommenderModel(kserve.Model):
         """Load and check the bundle; become ready only if every check passes.
 
         Returns:
-            Whether the model is ready. On failure ``load_error`` holds the
-            reason, and the model stays unready (KServe answers 503).
+            Whether the model is ready. On failure ``load_error`` contains
+            the reason, and the model stays unready (KServe returns 503).
         """
         started = time.perf_counter()
         uri = self.config.bundle_uri
@@ -68,8 +69,11 @@ class RecommenderModel(kserve.Model):
             # and each failure must leave the server up but unready.
             self.load_error = f"{type(error).__name__}: {error}"
             self.ready = False
+            # A BundleError message names the problem; anything else gets its
+            # traceback, since it points at a bug or an unexpected file.
             logger.error("model %s is not ready: bundle %s was rejected: %s",
-                         self.name, uri, self.load_error, exc_info=True)
+                         self.name, uri, self.load_error,
+                         exc_info=not isinstance(error, BundleError))
             return False
         self.recommender = recommender
         self.load_error = None

@@ -1,4 +1,4 @@
-"""How V1 and Open Inference Protocol V2 requests carry recommendation instances.
+"""Encoding of recommendation instances in V1 and Open Inference Protocol V2.
 
 V1 (``POST /v1/models/{name}:predict``): the body is
 ``{"instances": [INSTANCE, ...]}`` and the response is
@@ -85,7 +85,7 @@ def decode_v2(request: "kserve.InferRequest") -> list[Any]:
     elements = _tensor_elements(tensor)
     if len(elements) != shape[0]:
         raise InvalidRequestError(
-            "inputs[0].data", f"has {len(elements)} elements but shape says {shape[0]}"
+            "inputs[0].data", f"has {len(elements)} elements but the shape declares {shape[0]}"
         )
     instances = []
     for position, element in enumerate(elements):

@@ -1,9 +1,9 @@
 """Real-time recommendations from a serving bundle, independent of KServe.
 
-:class:`Recommender` turns validated requests into rankings: it builds each
-user's history (the training-window history of a known user followed by the
-request's recent items), computes the user vectors of a product's instances
-in one user tower call, and ranks with :class:`ProductCatalog`. The KServe
+:class:`Recommender` turns validated requests into rankings. It builds each
+user's history from the training-window history of a known user followed by
+the request's recent items. It then computes the user vectors of a product's
+instances in one user tower call and ranks with :class:`ProductCatalog`. The KServe
 model, the benchmark's in-process baseline and the tests all call
 :meth:`Recommender.recommend`.
 
@@ -45,10 +45,10 @@ class ResolvedHistory:
         used: catalog item ids fed to the user tower, oldest first.
         consumed: every catalog item id of the user's history, truncated or
             not, for ``exclude_consumed``.
-        known_user: whether ``user_id`` is a user of the training window.
+        known_user: whether the bundle has a history or features of ``user_id``.
         unknown_items: request history ids not in the bundle's catalog.
         truncated: history items beyond ``max_history`` that were left out.
-        features: the known user's features, or ``None``.
+        features: the user's features from the bundle, or ``None``.
     """
 
     used: list[str]
@@ -134,18 +134,17 @@ class Recommender:
     def resolve_history(self, request: RecommendRequest) -> ResolvedHistory:
         """Build the history of one instance from the bundle and the request."""
         stored = self.bundle.history(request.user_id) if request.user_id else None
-        known_user = stored is not None
+        features = self.bundle.user_features(request.user_id) if request.user_id else None
         item_index = self.bundle.item_index
         recent = [i for i in request.history if i in item_index]
         # Training-window items come first: the request's items are more recent.
         consumed = list(stored or []) + recent
         limit = self.config.max_history
         used = consumed[-limit:] if len(consumed) > limit else consumed
-        features = self.bundle.user_features(request.user_id) if known_user else None
         return ResolvedHistory(
             used=used,
             consumed=consumed,
-            known_user=known_user,
+            known_user=stored is not None or features is not None,
             unknown_items=len(request.history) - len(recent),
             truncated=len(consumed) - len(used),
             features=features,

@@ -1,6 +1,6 @@
 """Top-k retrieval over one product's item matrix.
 
-:class:`ProductCatalog` holds what scoring needs, built once when a bundle
+:class:`ProductCatalog` contains what scoring needs, built once when a bundle
 loads: the item matrix as a torch tensor, a boolean mask per item type, the
 popularity order for the fallback, and optionally an :class:`IVFIndex`.
 A request's instances for one product are scored together with one matrix
@@ -228,10 +228,10 @@ class ProductCatalog:
                  exact: bool) -> Ranking:
         # Masked rows score -inf; they are returned only when fewer than k
         # items pass the filters, and are dropped here.
-        kept = [(s, r) for s, r in zip(scores, rows) if s != float("-inf")]
+        finite = [(s, r) for s, r in zip(scores, rows) if s != float("-inf")]
         return Ranking(
-            item_ids=[self.item_ids[r] for _, r in kept],
-            scores=[float(s) for s, _ in kept],
+            item_ids=[self.item_ids[r] for _, r in finite],
+            scores=[float(s) for s, _ in finite],
             excluded=excluded,
             exact=exact,
         )

@@ -6,8 +6,8 @@ V2, health and ``/metrics`` routes, KServe's error handlers) and :func:`serve`
 runs it with uvicorn on ``127.0.0.1`` by default. In a container the
 ``InferenceService`` passes ``--host 0.0.0.0`` so the pod is reachable.
 
-The bundle loads in a background thread: the liveness route ``/`` answers at
-once, and the model routes answer 503 until the bundle has loaded and passed
+The bundle loads in a background thread, so the liveness route ``/`` responds
+at once. The model routes return 503 until the bundle has loaded and passed
 its checks.
 """
 
@@ -69,8 +69,8 @@ def build_app(model: RecommenderModel) -> FastAPI:
 
 async def _request_validation_handler(request: Request, error: RequestValidationError
                                       ) -> JSONResponse:
-    # FastAPI answers a V2 body that fails the InferenceRequest schema with
-    # 422; bad input is a 400 on both protocols here, naming the field.
+    # FastAPI rejects a V2 body that fails the InferenceRequest schema with
+    # 422. Here bad input gets 400 on both protocols, naming the field.
     problems = []
     top_fields = []
     for problem in error.errors():

@@ -1,0 +1,112 @@
+"""Loading bundles: a corrupted bundle leaves the model unready with a clear log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from gfm.serving.config import ServingConfig
+from gfm.serving.model import RecommenderModel
+
+
+def corrupted_copy(source: str, target: Path, damage) -> str:
+    shutil.copytree(source, target)
+    damage(target)
+    return str(target)
+
+
+def nan_item_vector(root: Path) -> None:
+    path = root / "products" / "movie" / "item_vectors.npy"
+    vectors = np.load(path)
+    vectors[3] = np.nan
+    np.save(path, vectors)
+
+
+def unnormalized_item_vectors(root: Path) -> None:
+    path = root / "products" / "movie" / "item_vectors.npy"
+    np.save(path, np.load(path) * 2.0)
+
+
+def truncated_user_tower(root: Path) -> None:
+    path = root / "products" / "movie" / "user_tower.pt"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def future_format(root: Path) -> None:
+    path = root / "bundle.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 99
+    path.write_text(json.dumps(manifest))
+
+
+def missing_histories(root: Path) -> None:
+    (root / "histories.parquet").unlink()
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (nan_item_vector, "item vector of 'movie:"),
+    (unnormalized_item_vectors, "not L2-normalized"),
+    (truncated_user_tower, "user_tower"),
+    (future_format, "format_version 99"),
+    (missing_histories, "histories.parquet"),
+])
+def test_model_load_rejects_corrupted_bundle(ml1m_bundle, tmp_path, caplog, damage, message):
+    uri = corrupted_copy(ml1m_bundle.uri, tmp_path / "bundle", damage)
+    model = RecommenderModel(ServingConfig(bundle_uri=uri))
+    with caplog.at_level(logging.ERROR, logger="gfm.serving.model"):
+        ready = model.load()
+
+    assert ready is False
+    assert model.ready is False
+    assert model.recommender is None
+    assert message in model.load_error
+    [record] = [r for r in caplog.records if r.name == "gfm.serving.model"]
+    assert "model gfm is not ready" in record.getMessage()
+    assert message in record.getMessage()
+
+
+def test_model_load_accepts_good_bundle(ml1m_bundle):
+    model = RecommenderModel(ServingConfig(bundle_uri=ml1m_bundle.uri))
+    assert model.load() is True
+    assert model.ready is True
+    assert model.load_error is None
+    assert model.recommender.model_version == "ml1m-test-1"
+
+
+def test_model_load_missing_folder(tmp_path):
+    model = RecommenderModel(ServingConfig(bundle_uri=str(tmp_path / "nothing")))
+    assert model.load() is False
+    assert "bundle.json is missing" in model.load_error
+
+
+@pytest.mark.slow
+def test_server_stays_unready_on_corrupted_bundle(ml1m_bundle, tmp_path, launch_server):
+    uri = corrupted_copy(ml1m_bundle.uri, tmp_path / "bundle", nan_item_vector)
+    server = launch_server(uri)
+    assert server.wait_for_http("/") == 200
+    deadline = time.monotonic() + 240
+    while "is not ready" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ready = httpx.get(f"{server.url}/v1/models/gfm", timeout=10)
+    v2_ready = httpx.get(f"{server.url}/v2/models/gfm/ready", timeout=10)
+    predict = httpx.post(f"{server.url}/v1/models/gfm:predict",
+                         json={"instances": [{"product": "movie"}]}, timeout=10)
+    live = httpx.get(f"{server.url}/", timeout=10)
+    log = server.log()
+
+    assert ready.status_code == 503
+    assert v2_ready.status_code == 503
+    assert predict.status_code == 503
+    assert live.status_code == 200
+    [line] = [row for row in log.splitlines() if "gfm.serving.model" in row
+              and "is not ready" in row]
+    assert "ERROR" in line
+    assert f"bundle {uri} was rejected" in line
+    assert "is not finite" in line

@@ -1,0 +1,102 @@
+"""In-process ranking of a real bundle: histories, filters, fallbacks, IVF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gfm.serving.config import ServingConfig
+from gfm.serving.recommender import Recommender
+from gfm.serving.request import parse_instances
+
+
+@pytest.fixture(scope="module")
+def recommender(ml1m_bundle):
+    return Recommender.load(ml1m_bundle.uri)
+
+
+def ask(recommender, *instances):
+    config = recommender.config
+    requests = parse_instances(list(instances), recommender.product_types,
+                               max_instances=config.max_instances, max_k=config.max_k,
+                               default_k=config.default_k,
+                               exclude_consumed=config.exclude_consumed)
+    return recommender.recommend(requests)
+
+
+def test_recommender_product_types(recommender):
+    assert recommender.product_types == {"movie": ("movie",)}
+    assert recommender.model_version == "ml1m-test-1"
+    assert recommender.catalogs["movie"].dim == 16
+
+
+def test_resolve_history_appends_recent_items(recommender, ml1m_bundle):
+    [request] = parse_instances(
+        [{"product": "movie", "user_id": ml1m_bundle.known_user,
+          "history": ml1m_bundle.recent_items + ["movie:unknown"]}],
+        recommender.product_types, max_instances=1, max_k=10, default_k=10,
+        exclude_consumed=True)
+    stored = recommender.bundle.history(ml1m_bundle.known_user)
+    history = recommender.resolve_history(request)
+    assert history.known_user is True
+    assert history.consumed == stored + ml1m_bundle.recent_items
+    assert history.unknown_items == 1
+    assert history.used[-len(ml1m_bundle.recent_items):] == ml1m_bundle.recent_items
+
+
+def test_recommender_truncates_long_history(ml1m_bundle):
+    short = Recommender.load(ml1m_bundle.uri, ServingConfig(bundle_uri=ml1m_bundle.uri,
+                                                            max_history=3))
+    [prediction] = ask(short, {"product": "movie", "user_id": ml1m_bundle.known_user,
+                               "history": ml1m_bundle.recent_items})
+    stored = short.bundle.history(ml1m_bundle.known_user)
+    assert prediction["history_used"] == 3
+    assert prediction["history_truncated"] == len(stored) + len(ml1m_bundle.recent_items) - 3
+    # Truncation limits the user tower's input, not the exclusion of consumed items.
+    assert prediction["excluded"] == len(stored) + len(ml1m_bundle.recent_items)
+    assert not set(prediction["item_ids"]) & set(stored)
+
+
+def test_recommender_features_only_user(recommender, ml1m_bundle):
+    [prediction] = ask(recommender, {"product": "movie", "k": 5,
+                                     "user_id": ml1m_bundle.features_only_user})
+    [cold] = ask(recommender, {"product": "movie", "k": 5})
+    assert prediction["known_user"] is True
+    assert prediction["history_used"] == 0
+    assert prediction["fallback"] is None
+    assert len(prediction["item_ids"]) == 5
+    assert cold["fallback"] == "popularity"
+
+
+def test_recommender_batch_equals_single_calls(recommender, ml1m_bundle):
+    instances = [{"product": "movie", "k": 4, "user_id": ml1m_bundle.known_user},
+                 {"product": "movie", "k": 6},
+                 {"product": "movie", "k": 2, "history": ml1m_bundle.recent_items}]
+    batch = ask(recommender, *instances)
+    single = [ask(recommender, instance)[0] for instance in instances]
+    assert [p["item_ids"] for p in batch] == [p["item_ids"] for p in single]
+    assert [len(p["item_ids"]) for p in batch] == [4, 6, 2]
+
+
+def test_recommender_scores_are_user_item_cosines(recommender, ml1m_bundle):
+    [prediction] = ask(recommender, {"product": "movie", "k": 3,
+                                     "history": ml1m_bundle.recent_items})
+    product = recommender.bundle.products["movie"]
+    user = product.user_vectors([ml1m_bundle.recent_items])[0]
+    rows = [product.item_ids.index(i) for i in prediction["item_ids"]]
+    expected = product.item_vectors()[rows] @ user
+    np.testing.assert_allclose(prediction["scores"], expected, rtol=1e-5)
+
+
+def test_recommender_ivf_index(ml1m_bundle, recommender):
+    config = ServingConfig(bundle_uri=ml1m_bundle.uri, index="ivf", ann_min_items=1,
+                           ann_nprobe=16)
+    approximate = Recommender.load(ml1m_bundle.uri, config)
+    instance = {"product": "movie", "k": 10, "user_id": ml1m_bundle.known_user}
+    [found] = ask(approximate, instance)
+    [truth] = ask(recommender, instance)
+    assert approximate.catalogs["movie"].ann is not None
+    assert found["exact"] is False
+    assert len(found["item_ids"]) == 10
+    assert len(set(found["item_ids"]) & set(truth["item_ids"])) >= 7
+    assert not set(found["item_ids"]) & set(approximate.bundle.history(ml1m_bundle.known_user))
