@@ -117,7 +117,13 @@ def lastfm(data_dir: Path) -> dict:
             "hgnn": svd_embeddings(split.train, dataset.items, 16), "llm": llm}
 
 
-@pytest.fixture
-def fast_config() -> dict:
-    """Settings for quick training runs; a fresh dict each test may change."""
+@pytest.fixture(scope="session")
+def fast_settings() -> dict:
+    """Settings for quick training runs, for fixtures wider than one test."""
     return dict(FAST_CONFIG)
+
+
+@pytest.fixture
+def fast_config(fast_settings: dict) -> dict:
+    """Settings for quick training runs; a fresh dict each test may change."""
+    return dict(fast_settings)

@@ -1,0 +1,62 @@
+"""Tests of TwoTowerConfig."""
+
+from __future__ import annotations
+
+import pytest
+
+from gfm.twotower import TwoTowerConfig
+
+
+def test_from_dict_empty_gives_defaults():
+    config = TwoTowerConfig.from_dict({})
+
+    assert config == TwoTowerConfig()
+    assert TwoTowerConfig.from_dict(None) == TwoTowerConfig()
+    assert config.output_dim == config.tower_dims[-1]
+    assert config.history_source == "hgnn"
+
+
+def test_from_dict_rejects_unknown_key():
+    with pytest.raises(ValueError, match=r"unknown two-tower setting\(s\) \['hidden'\]"):
+        TwoTowerConfig.from_dict({"hidden": [64], "max_epochs": 2})
+
+
+def test_from_dict_converts_lists():
+    config = TwoTowerConfig.from_dict({"tower_dims": [512, 256, 128],
+                                       "item_fields": ["genres", "language"],
+                                       "user_fields": ["age"]})
+
+    assert config.tower_dims == (512, 256, 128)
+    assert config.item_fields == ("genres", "language")
+    assert config.user_fields == ("age",)
+    assert config.output_dim == 128
+
+
+def test_to_dict_round_trip():
+    config = TwoTowerConfig(tower_dims=(32, 16), use_hgnn=False, positive_min_weight=4.0)
+
+    values = config.to_dict()
+
+    assert values["tower_dims"] == [32, 16]
+    assert values["item_fields"] == ["genres"]
+    assert TwoTowerConfig.from_dict(values) == config
+    assert config.history_source == "llm"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"use_hgnn": False, "use_llm": False}, "use_hgnn and use_llm are both false"),
+    ({"tower_dims": []}, "tower_dims must be a non-empty list"),
+    ({"tower_dims": [64, 0]}, "tower_dims must be a non-empty list"),
+    ({"temperature": 0.0}, "temperature must be positive"),
+    ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"batch_size": 1}, "batch_size must be at least 2"),
+    ({"max_epochs": 0}, "max_epochs must be a positive integer"),
+    ({"patience": 1.5}, "patience must be a positive integer"),
+    ({"learning_rate": -1e-3}, "learning_rate must be positive"),
+    ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
+    ({"positive_min_weight": "4"}, "positive_min_weight must be a number"),
+    ({"num_threads": 0}, "num_threads must be >= 1"),
+])
+def test_config_rejects_invalid_value(values, message):
+    with pytest.raises(ValueError, match=message):
+        TwoTowerConfig.from_dict(values)
