@@ -10,7 +10,7 @@ from gfm.evaluation.baselines import (
     EmbeddingKNNScorer,
     ItemKNNScorer,
     PopularityScorer,
-    default_baselines,
+    make_baselines,
 )
 from gfm.evaluation.config import EvaluationConfig
 from gfm.evaluation.context import EvaluationContext, build_context
@@ -29,8 +29,8 @@ __all__ = [
     "Scorer",
     "aggregate_seeds",
     "build_context",
-    "default_baselines",
     "deploy_gate",
     "evaluate_scorers",
+    "make_baselines",
     "write_report",
 ]

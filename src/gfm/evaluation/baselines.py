@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -281,16 +282,25 @@ def _require_fitted(name: str, context: EvaluationContext | None) -> EvaluationC
     return context
 
 
-def default_baselines() -> list:
-    """Return the baselines every evaluation runs, unfitted.
+def make_baselines(names: Iterable[str]) -> list:
+    """Return unfitted baselines by name, in the given order.
 
-    Popularity, item-item kNN and EASE need only the history; LLM-kNN and
-    HGNN-only need the context's ``llm`` and ``hgnn`` embeddings.
+    Popularity, item-item kNN and EASE need only the history; ``llm-knn``
+    and ``hgnn-knn`` need the context's ``llm`` and ``hgnn`` embeddings.
+
+    Raises:
+        ValueError: naming a baseline that is not one of these five (the
+            ``two-tower`` baseline must be trained, see
+            :func:`gfm.evaluation.stage.train_two_tower_baseline`).
     """
-    return [
-        PopularityScorer(),
-        ItemKNNScorer(),
-        EASEScorer(),
-        EmbeddingKNNScorer("llm", name="llm-knn"),
-        EmbeddingKNNScorer("hgnn", name="hgnn-knn"),
-    ]
+    factories = {
+        "popularity": PopularityScorer,
+        "item-knn": ItemKNNScorer,
+        "ease": EASEScorer,
+        "llm-knn": lambda: EmbeddingKNNScorer("llm", name="llm-knn"),
+        "hgnn-knn": lambda: EmbeddingKNNScorer("hgnn", name="hgnn-knn"),
+    }
+    unknown = [n for n in names if n not in factories]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; expected some of {sorted(factories)}")
+    return [factories[name]() for name in names]

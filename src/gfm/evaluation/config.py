@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 HISTORY_PARTS = ("train", "valid")
+BASELINE_NAMES = ("popularity", "item-knn", "ease", "llm-knn", "hgnn-knn", "two-tower")
 
 
 @dataclass
@@ -62,9 +63,12 @@ class EvaluationConfig:
     knn_neighbors: int = 100
     knn_shrinkage: float = 10.0
     embedding_history_types: str = "all"
+    baselines: tuple[str, ...] = BASELINE_NAMES
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.history_parts = tuple(self.history_parts)
+        self.baselines = tuple(self.baselines)
         self.popularity_tier_shares = tuple(float(s) for s in self.popularity_tier_shares)
         for name in ("hit_k", "ranking_k", "coverage_k", "batch_size",
                      "ease_max_items", "knn_neighbors"):
@@ -87,6 +91,16 @@ class EvaluationConfig:
             raise ValueError(f"ease_l2 must be positive, got {self.ease_l2!r}")
         if self.knn_shrinkage < 0:
             raise ValueError(f"knn_shrinkage must be >= 0, got {self.knn_shrinkage!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int)
+                                             or self.num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or null, got "
+                             f"{self.num_threads!r}")
+        unknown_baselines = [b for b in self.baselines if b not in BASELINE_NAMES]
+        if unknown_baselines or len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(
+                f"baselines={list(self.baselines)} is invalid: name each at most "
+                f"once, from {list(BASELINE_NAMES)}"
+            )
         if self.embedding_history_types not in ("all", "product"):
             raise ValueError(
                 f"embedding_history_types={self.embedding_history_types!r} is "
@@ -114,5 +128,6 @@ class EvaluationConfig:
         """Return the settings as JSON-ready values."""
         values = dataclasses.asdict(self)
         values["history_parts"] = list(self.history_parts)
+        values["baselines"] = list(self.baselines)
         values["popularity_tier_shares"] = list(self.popularity_tier_shares)
         return values

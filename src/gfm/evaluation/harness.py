@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from gfm.evaluation.context import EvaluationContext
 from gfm.evaluation.metrics import (
@@ -96,7 +98,8 @@ def evaluate_scorers(context: EvaluationContext,
         report={"context": context.report, "fallback_users": {}},
     )
     for scorer in scorers:
-        per_view, timing = _rank_all_users(context, scorer, views, offsets)
+        with _torch_threads(context.config.num_threads):
+            per_view, timing = _rank_all_users(context, scorer, views, offsets)
         result.timings[scorer.name] = timing
         fallback = getattr(scorer, "fallback_users", None)
         if fallback is not None:
@@ -114,11 +117,24 @@ def evaluate_scorers(context: EvaluationContext,
     return result
 
 
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None):
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _rank_all_users(
     context: EvaluationContext,
     scorer: Scorer,
     views: dict[str, View],
-    offsets,
+    offsets: torch.Tensor,
 ) -> tuple[dict[str, BatchRanking], dict[str, float]]:
     config = context.config
     started = time.monotonic()
