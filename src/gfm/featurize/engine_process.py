@@ -14,7 +14,9 @@ Requests from the parent are ``{"op": "embed", "id", "texts", "path"}`` and
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -125,8 +127,7 @@ class EngineProcessClient:
         if process.is_alive():
             logger.error("engine process %d did not stop in %.0f s; killing it",
                          process.pid, STOP_TIMEOUT_S)
-            process.kill()
-            process.join()
+            _kill_process_tree(process)
         elif process.exitcode != 0:
             logger.warning("engine process %d exited with code %s after its last "
                            "result; ignored", process.pid, process.exitcode)
@@ -134,12 +135,12 @@ class EngineProcessClient:
         logger.info("engine process %d stopped", process.pid)
 
     def kill(self) -> None:
-        """Kill the child at once and remove the result folder."""
+        """Kill the child at once, with its process group if it leads one,
+        and remove the result folder."""
         process, self._process = self._process, None
         if process is not None and process.is_alive():
             logger.warning("killing engine process %d", process.pid)
-            process.kill()
-            process.join()
+            _kill_process_tree(process)
         self._close_files()
 
     def _close_files(self) -> None:
@@ -175,6 +176,19 @@ class EngineProcessClient:
                 f"{message['error']}\n{message['traceback']}"
             )
         return message
+
+
+def _kill_process_tree(process: Any) -> None:
+    try:
+        leads_group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        leads_group = False
+    if leads_group:
+        # The group holds the engine's own helper processes as well.
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.kill()
+    process.join()
 
 
 def send_error(conn: Connection, error: BaseException) -> None:

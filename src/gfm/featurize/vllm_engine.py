@@ -104,6 +104,9 @@ class VLLMEngine(EmbeddingEngine):
 
 def _serve(conn: Connection, spec: dict[str, Any]) -> None:
     """Load vLLM and answer embedding requests until told to stop (child side)."""
+    # A process group of its own lets the parent kill vLLM's engine-core
+    # process together with this one.
+    os.setpgrp()
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gfm.logging_setup import configure_logging
@@ -127,3 +130,11 @@ def _serve(conn: Connection, spec: dict[str, Any]) -> None:
         return np.asarray([o.outputs.embedding for o in outputs], dtype=np.float32)
 
     serve_requests(conn, embed)
+    # multiprocessing joins this process's children before the atexit hook
+    # that would stop vLLM's engine-core process runs, so stop it here.
+    engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if engine_core is not None:
+        engine_core.shutdown()
+    else:
+        logger.warning("this vLLM version has no llm_engine.engine_core; the engine "
+                       "process may not exit until the parent kills it")
