@@ -19,7 +19,8 @@ from gfm.logging_setup import configure_logging
 logger = logging.getLogger(__name__)
 
 COMMAND_MODULES: tuple[str, ...] = ("gfm.serving.cli", "gfm.featurize.cli", "gfm.graph.cli",
-                                    "gfm.data.cli", "gfm.pipelines.cli")
+                                    "gfm.data.cli", "gfm.pipelines.cli", "gfm.hgnn.cli",
+                                    "gfm.evaluation.cli")
 
 
 def _show_settings(args: argparse.Namespace) -> int:

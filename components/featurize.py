@@ -1,0 +1,40 @@
+"""KFP component that embeds every catalog item with an LLM."""
+
+from kfp import dsl
+
+from gfm import settings
+
+
+@dsl.component(base_image=settings.image("featurize"))
+def featurize(
+    dataset: dsl.Input[dsl.Dataset],
+    embeddings: dsl.Output[dsl.Artifact],
+    config: dict = {},
+):
+    """Render each item of ``dataset``'s ``items.parquet`` to text and embed it.
+
+    ``embeddings`` receives an ``ItemEmbeddings`` folder (``embeddings.npy``
+    float32 ``[num_items, dim]``, ``items.parquet``, ``metadata.json``).
+    ``config`` is the ``featurize`` section of the run's settings
+    (``FeaturizeConfig.from_dict``; empty means defaults). The engine is
+    picked per ``config["engine"]``, so the GPU this task is given decides
+    between vLLM and sentence-transformers under ``"auto"``.
+    """
+    from gfm.featurize import FeaturizeConfig, featurize_dataset
+    from gfm.logging_setup import configure_logging
+
+    configure_logging()
+    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(config))
+    metadata = result.metadata
+    embeddings.metadata.update(
+        num_items=len(result),
+        dim=result.dim,
+        embedded=metadata["embedded"],
+        reused=metadata["reused"],
+        truncated=metadata["truncated"],
+        engine=metadata["engine"],
+        model=metadata["model"],
+        template_version=metadata["template_version"],
+        items_per_second=metadata["items_per_second"],
+        items_per_type=metadata["items_per_type"],
+    )

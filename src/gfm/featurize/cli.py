@@ -1,0 +1,83 @@
+"""``gfm featurize``: embed a dataset folder's items from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import Any
+
+import yaml
+
+from gfm import storage
+
+logger = logging.getLogger(__name__)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``featurize`` subcommand."""
+    parser = subparsers.add_parser(
+        "featurize",
+        help="embed every item of a dataset folder with an LLM",
+        description="Render each item of DATASET/items.parquet to text, embed it and "
+                    "write an ItemEmbeddings folder (embeddings.npy, items.parquet, "
+                    "metadata.json) to OUTPUT.",
+    )
+    parser.add_argument("dataset", help="dataset folder (local or gs://) with items.parquet")
+    parser.add_argument("output", help="folder (local or gs://) to write the embeddings to")
+    parser.add_argument(
+        "--config", default=None,
+        help="YAML or JSON settings file; its 'featurize' section is used when present, "
+             "else the whole document",
+    )
+    parser.add_argument("--engine", choices=("auto", "vllm", "sentence-transformers"),
+                        default=None, help="embedding engine (overrides the file)")
+    parser.add_argument("--model", default=None, help="model folder or name (overrides the file)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="texts per engine call (overrides the file)")
+    parser.add_argument("--cache-uri", default=None,
+                        help="folder of the incremental embedding cache (overrides the file)")
+    parser.add_argument("--ray", action="store_true",
+                        help="embed on Ray Data with an actor pool of engines")
+    parser.add_argument("--num-actors", type=int, default=None,
+                        help="Ray actor pool size (with --ray; overrides the file)")
+    parser.set_defaults(func=run_featurize)
+
+
+def load_settings(path: str | None) -> dict[str, Any]:
+    """Read the featurize settings of a YAML or JSON file; ``{}`` without one."""
+    if path is None:
+        return {}
+    document = yaml.safe_load(storage.read_text(path)) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"settings file {path} must hold a mapping, got {document!r}")
+    section = document.get("featurize", document)
+    return dict(section or {})
+
+
+def run_featurize(args: argparse.Namespace) -> int:
+    """Run ``gfm featurize`` and return its exit code."""
+    from gfm.featurize import FeaturizeConfig, featurize_dataset
+
+    values = load_settings(args.config)
+    overrides = {"engine": args.engine, "model": args.model,
+                 "batch_size": args.batch_size, "cache_uri": args.cache_uri}
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    ray_values = dict(values.get("ray", {}))
+    if args.ray:
+        ray_values["enabled"] = True
+    if args.num_actors is not None:
+        ray_values["num_actors"] = args.num_actors
+    if ray_values:
+        values["ray"] = ray_values
+
+    try:
+        config = FeaturizeConfig.from_dict(values)
+    except ValueError as error:
+        logger.error("invalid featurize settings: %s", error)
+        return 2
+    embeddings = featurize_dataset(args.dataset, args.output, config)
+    summary = {key: embeddings.metadata[key] for key in (
+        "engine", "model", "dim", "embedded", "reused", "truncated", "items_per_second")}
+    print(json.dumps(dict(summary, num_items=len(embeddings), output=args.output), indent=2))
+    return 0
