@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the Hugging Face client off the network in every test."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VLLM_HOST_IP", "127.0.0.1")
+
+
+@pytest.fixture
+def gfm_logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """``caplog`` that sees the ``gfm`` logger even after an entry point
+    configured it not to propagate."""
+    monkeypatch.setattr(logging.getLogger("gfm"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="gfm")
+    return caplog
 
 
 @pytest.fixture
@@ -58,3 +68,17 @@ def real_items(data_dir: Path) -> pd.DataFrame:
         for _, group in items.groupby("item_type", sort=True):
             parts.append(group.sample(n=min(REAL_SAMPLE_PER_TYPE, len(group)), random_state=7))
     return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster on 127.0.0.1 for every Ray test of the session."""
+    import ray
+
+    from gfm.featurize import RayOptions
+    from gfm.featurize.distributed import start_ray
+
+    started = start_ray(RayOptions(num_cpus=2, temp_dir="/tmp/gfm-ray-featurize"))
+    yield ray
+    if started:
+        ray.shutdown()

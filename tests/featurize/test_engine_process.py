@@ -85,7 +85,7 @@ def test_client_returns_results_in_order(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_client_accepts_result_written_before_abort(tmp_path, caplog):
+def test_client_accepts_result_written_before_abort(tmp_path, gfm_logs):
     client = _start(tmp_path, "abort_after_result")
     client.wait_ready(30)
 
@@ -93,11 +93,11 @@ def test_client_accepts_result_written_before_abort(tmp_path, caplog):
 
     assert matrix.shape == (2, DIM)
     assert matrix[:, 0].tolist() == [2.0, 1.0]
-    assert "using its complete result file" in caplog.text
+    assert "using its complete result file" in gfm_logs.text
     client.stop()
 
 
-def test_client_ignores_abort_after_stop(tmp_path, caplog):
+def test_client_ignores_abort_after_stop(tmp_path, gfm_logs):
     client = _start(tmp_path, "abort_at_exit")
     client.wait_ready(30)
     matrix = client.request(["abc"])
@@ -105,7 +105,7 @@ def test_client_ignores_abort_after_stop(tmp_path, caplog):
     client.stop()
 
     assert matrix[0, 0] == 3.0
-    assert "exited with code 134 after its last result; ignored" in caplog.text
+    assert "exited with code 134 after its last result; ignored" in gfm_logs.text
 
 
 def test_client_crash_before_result_raises(tmp_path):
