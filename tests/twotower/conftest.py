@@ -1,9 +1,7 @@
-"""A MovieLens-1M slice and stand-in item embeddings for the two-tower tests.
+"""A MovieLens-1M slice, Last.fm-2k and stand-in embeddings for the two-tower tests.
 
-The HGNN stand-in is a truncated SVD of the training user-item matrix, so it
-carries real collaborative signal; the LLM stand-in is a random projection
-of each movie's genres. Both cover every catalog movie, rated or not, as
-the real artifacts do.
+The stand-ins (``gfm.twotower.stand_ins``) cover every catalog item, rated or
+not, as the real featurization and HGNN artifacts do.
 """
 
 from __future__ import annotations
@@ -11,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 
 from gfm.data import Dataset, load_dataset
 from gfm.data.splits import split_dataset
 from gfm.embeddings import ItemEmbeddings
 from gfm.twotower import TwoTowerConfig, train_two_tower
+from gfm.twotower.stand_ins import genre_embeddings, svd_embeddings
 
 # Users 1..SLICE_USERS of MovieLens-1M (about 170k ratings).
 SLICE_USERS = 1000
@@ -37,36 +34,6 @@ def user_slice(dataset: Dataset, max_user: int) -> Dataset:
     return Dataset(name=f"{dataset.name}-users-1-{max_user}", items=dataset.items,
                    interactions=dataset.interactions[keep].reset_index(drop=True),
                    users=users.reset_index(drop=True), report={})
-
-
-def svd_embeddings(train: pd.DataFrame, items: pd.DataFrame, dim: int) -> ItemEmbeddings:
-    """Item factors of a rank-``dim`` SVD of the binary training user-item matrix."""
-    item_row = {item_id: k for k, item_id in enumerate(items["item_id"])}
-    user_codes, _ = pd.factorize(train["user_id"])
-    indices = torch.tensor(np.stack([train["item_id"].map(item_row).to_numpy(), user_codes]))
-    matrix = torch.sparse_coo_tensor(
-        indices, torch.ones(len(train)), (len(items), int(user_codes.max()) + 1),
-        check_invariants=True).coalesce()
-    torch.manual_seed(0)
-    left, singular, _ = torch.svd_lowrank(matrix, q=dim, niter=4)
-    factors = (left * singular.sqrt()).numpy().astype(np.float32)
-    return ItemEmbeddings(items["item_id"].tolist(), items["item_type"].tolist(), factors,
-                          {"model": "svd-stand-in"})
-
-
-def genre_embeddings(items: pd.DataFrame, dim: int) -> ItemEmbeddings:
-    """Unit-norm random projections of genre multi-hot vectors, plus a little noise."""
-    genres = sorted({g for row in items["genres"] for g in row})
-    multi_hot = np.zeros((len(items), len(genres)), dtype=np.float32)
-    for row, values in enumerate(items["genres"]):
-        for genre in values:
-            multi_hot[row, genres.index(genre)] = 1.0
-    rng = np.random.default_rng(0)
-    vectors = multi_hot @ rng.normal(size=(len(genres), dim)).astype(np.float32)
-    vectors += 0.1 * rng.normal(size=vectors.shape).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return ItemEmbeddings(items["item_id"].tolist(), items["item_type"].tolist(), vectors,
-                          {"model": "genre-stand-in"})
 
 
 @pytest.fixture(scope="session")
