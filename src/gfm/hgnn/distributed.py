@@ -1,0 +1,299 @@
+"""Data-parallel HGNN training with Ray Train's ``TorchTrainer``.
+
+Every worker loads the graph, computes the same seeded edge split, trains on
+its own share of each epoch's edges, and DDP (gloo on CPU, NCCL on GPU)
+averages the gradients. Rank 0 validates, and every epoch each worker calls
+``ray.train.report``; rank 0 attaches a checkpoint (``state.pt``) every
+``checkpoint_every`` epochs. When a worker dies, Ray Train restarts the
+worker group up to ``max_failures`` times and every worker continues from
+the latest checkpoint (``ray.train.get_checkpoint()``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from gfm import storage
+from gfm.hgnn.artifacts import STATE_FILE, warm_start_weights
+from gfm.hgnn.config import HGNNConfig
+from gfm.hgnn.loop import LoopHooks, TrainState, train_loop
+
+logger = logging.getLogger(__name__)
+
+# Environment variables a worker needs from the driver: the GCS emulator and
+# the logging and progress settings.
+FORWARDED_ENV = (
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_CLOUD_PROJECT",
+    "GFM_LOG_LEVEL",
+    "GFM_NO_PROGRESS",
+    "CI",
+)
+
+
+def ray_storage(storage_path: str) -> tuple[str, Any]:
+    """Return the ``RunConfig`` storage path and filesystem for a location.
+
+    A local path is made absolute. A ``gs://`` path goes to Ray as it is
+    (pyarrow's GCS filesystem with default credentials), except when
+    ``STORAGE_EMULATOR_HOST`` is set: then an anonymous
+    ``pyarrow.fs.GcsFileSystem`` pointed at the emulator is returned with the
+    path stripped of its scheme, as ``storage_filesystem`` requires.
+    """
+    if not storage.is_gcs(storage_path):
+        return os.path.abspath(storage_path), None
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not emulator:
+        return storage_path, None
+    import pyarrow.fs
+
+    parsed = urlparse(emulator if "://" in emulator else f"http://{emulator}")
+    filesystem = pyarrow.fs.GcsFileSystem(
+        anonymous=True,
+        scheme=parsed.scheme,
+        endpoint_override=parsed.netloc,
+        project_id=os.environ.get("GOOGLE_CLOUD_PROJECT", "gfm-local"),
+    )
+    return storage_path[len(storage.GCS_SCHEME) :], filesystem
+
+
+def checkpoint_uri(checkpoint) -> str:
+    """Return a Ray ``Checkpoint``'s location as a local path or ``gs://`` URI."""
+    type_name = type(checkpoint.filesystem).__name__
+    if type_name == "GcsFileSystem" and not checkpoint.path.startswith(
+        storage.GCS_SCHEME
+    ):
+        return storage.GCS_SCHEME + checkpoint.path
+    return checkpoint.path
+
+
+def use_loopback() -> None:
+    """Make a local Ray cluster bind 127.0.0.1 and skip its auth token.
+
+    Sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which keeps every Ray
+    process and the DDP rendezvous on 127.0.0.1, and
+    ``RAY_AUTH_MODE=disabled``, unless they are set already. Ray reads the
+    first one when it is imported, so this must run before ``import ray``.
+    """
+    if "ray" in sys.modules and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ:
+        logger.warning(
+            "ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set, so "
+            "the local Ray cluster binds this machine's network address; set it in "
+            "the environment before starting Python to keep Ray on 127.0.0.1"
+        )
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@contextlib.contextmanager
+def ray_cluster(config: HGNNConfig) -> Iterator[None]:
+    """Connect to Ray for the run, starting a local cluster when needed.
+
+    An already initialized Ray (a caller's, or a test's shared cluster) is
+    used as it is and left running. Otherwise ``ray_address=None`` starts a
+    local cluster with ``num_workers * cpus_per_worker`` CPUs, bound to
+    127.0.0.1 and without the dashboard, and shuts it down afterwards;
+    ``ray_address="auto"`` (or an address) attaches to a running cluster.
+    """
+    if config.ray_address is None:
+        use_loopback()
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    made_temp_dir = None
+    if config.ray_address is None:
+        temp_dir = config.ray_temp_dir
+        if temp_dir is None:
+            temp_dir = made_temp_dir = tempfile.mkdtemp(prefix="gfm-ray-", dir="/tmp")
+        num_cpus = config.num_workers * config.cpus_per_worker
+        logger.info(
+            "starting a local Ray cluster with %d CPUs in %s", num_cpus, temp_dir
+        )
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            num_gpus=config.num_workers if config.use_gpu else None,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+        )
+    else:
+        logger.info("attaching to the Ray cluster at %s", config.ray_address)
+        ray.init(address=config.ray_address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if made_temp_dir:
+            shutil.rmtree(made_temp_dir, ignore_errors=True)
+
+
+def _report(metrics: dict[str, Any], state: TrainState | None) -> None:
+    import ray.train
+
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    if state is None:
+        ray.train.report(scalars)
+        return
+    with tempfile.TemporaryDirectory(prefix="gfm-hgnn-ckpt-") as folder:
+        torch.save(state.to_dict(), Path(folder) / STATE_FILE)
+        ray.train.report(
+            scalars, checkpoint=ray.train.Checkpoint.from_directory(folder)
+        )
+
+
+def _prepare_model(model: torch.nn.Module) -> torch.nn.Module:
+    import ray.train.torch
+
+    return ray.train.torch.prepare_model(model)
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Run the training loop on one Ray Train worker.
+
+    Args:
+        loop_config: ``graph_uri``, ``config`` (HGNN settings as a dict) and
+            ``warm_start`` (a checkpoint or model URI, or ``None``).
+    """
+    import ray.train
+    import ray.train.torch
+
+    from gfm.graph import load_graph
+    from gfm.logging_setup import configure_logging
+
+    configure_logging()
+    config = HGNNConfig.from_dict(loop_config["config"])
+    torch.set_num_threads(config.cpus_per_worker)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    data = load_graph(loop_config["graph_uri"]).data
+
+    state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            values = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        state = TrainState.from_dict(values)
+        state.attempts += 1
+        logger.warning(
+            "rank %d restarts from the checkpoint after epoch %d (attempt %d)",
+            rank,
+            state.epoch,
+            state.attempts,
+        )
+    warm_start = None
+    if state is None and loop_config.get("warm_start"):
+        warm_start = warm_start_weights(loop_config["warm_start"])
+
+    hooks = LoopHooks(
+        rank=rank,
+        world_size=world_size,
+        device=ray.train.torch.get_device(),
+        wrap_model=_prepare_model,
+        on_epoch_end=_report,
+    )
+    train_loop(data, config, state=state, warm_start=warm_start, hooks=hooks)
+
+
+@dataclass
+class RayRun:
+    """The outcome of :func:`run_ray_training`.
+
+    Args:
+        state: the final :class:`TrainState` from the latest checkpoint.
+        checkpoint_uri: that checkpoint's folder (local path or ``gs://``).
+        run_uri: the Ray Train run folder.
+    """
+
+    state: TrainState
+    checkpoint_uri: str
+    run_uri: str
+
+
+def run_ray_training(
+    graph_uri: str,
+    config: HGNNConfig,
+    *,
+    storage_path: str,
+    run_name: str,
+    warm_start: str | None = None,
+) -> RayRun:
+    """Train with ``config.num_workers`` Ray Train workers and return the outcome.
+
+    Ray must be initialized (see :func:`ray_cluster`).
+
+    Raises:
+        ray.train.TrainingFailedError: if the workers failed more often than
+            ``config.max_failures``.
+        RuntimeError: if the run ended without a checkpoint.
+    """
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        LoggingConfig,
+        RunConfig,
+        ScalingConfig,
+    )
+    from ray.train.torch import TorchTrainer
+
+    path, filesystem = ray_storage(storage_path)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={
+            "graph_uri": str(graph_uri),
+            "config": config.to_dict(),
+            "warm_start": warm_start,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=config.num_workers,
+            use_gpu=config.use_gpu,
+            resources_per_worker={"CPU": config.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=path,
+            storage_filesystem=filesystem,
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+            worker_runtime_env={"env_vars": env},
+            # Ray Train logs every report with all its metrics at INFO; the
+            # loop already logs one line per epoch.
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
+    )
+    logger.info(
+        "Ray Train run %s: %d workers (%s), storage %s",
+        run_name,
+        config.num_workers,
+        "GPU" if config.use_gpu else "CPU",
+        storage_path,
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(
+            f"Ray Train run {run_name} ended without a checkpoint; see its logs in "
+            f"{storage_path}/{run_name}"
+        )
+    with result.checkpoint.as_directory() as folder:
+        values = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+    uri = checkpoint_uri(result.checkpoint)
+    logger.info("Ray Train run %s finished; last checkpoint %s", run_name, uri)
+    return RayRun(
+        state=TrainState.from_dict(values),
+        checkpoint_uri=uri,
+        run_uri=storage.join(storage_path, run_name),
+    )
