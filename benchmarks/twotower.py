@@ -4,10 +4,10 @@ Loads MovieLens-1M from ``GFM_DATA_DIR``, splits it with the shipped
 ``movielens-1m`` settings and trains the ``movies`` product once per variant
 for a fixed number of epochs (early stopping off), then once with the
 shipped defaults and early stopping on. The item inputs are stand-ins with
-the pipeline's dimensions: a rank-128 SVD of the training user-item matrix
-for the HGNN embeddings and a 384-dimensional random projection of the
-genres for the LLM embeddings (all-MiniLM-L6-v2's width), so the compute per
-example matches a real run while the recall figures are only indicative.
+the pipeline's dimensions. The HGNN input is a rank-128 SVD of the training
+user-item matrix, and the LLM input is a 384-dimensional random projection
+of the genres (the width of all-MiniLM-L6-v2). The compute per example
+matches a real run, but the recall figures are only indicative.
 
 Run:
     GFM_DATA_DIR=... .venv/bin/python benchmarks/twotower.py [--epochs 2]

@@ -28,10 +28,10 @@ def train_two_tower(
     ``hgnn_embeddings`` (each only when the settings use it). ``config`` is
     the ``twotower`` section of the run's settings without ``products``
     (``TwoTowerConfig.from_dict``; empty means defaults). ``model`` receives
-    the ``ProductModel`` folder. ``metrics`` gets the best valid Recall@K,
-    the popularity baseline's, the epochs run, throughput, counts and every
-    dropped row or item by reason; ``model.metadata`` gets the product, its
-    item types, the vector dimension and the same recall figures.
+    the ``ProductModel`` folder. ``metrics`` gets the best valid Recall@K
+    and the popularity baseline's, the epochs run, throughput, counts and
+    every dropped row or item by reason. ``model.metadata`` gets the product,
+    its item types, the vector dimension and the same recall figures.
     """
     from gfm.logging_setup import configure_logging
     from gfm.twotower.config import TwoTowerConfig
@@ -90,10 +90,10 @@ def export_bundle(
     """Pack the product models of the loop into one serving bundle.
 
     ``models`` are the ``ProductModel`` folders collected from the
-    per-product loop (``dsl.Collected``). The bundle takes its histories from
-    the ``train`` part of ``split``, its user features from ``dataset`` and
-    both embedding folders as they are; each model card records the data
-    snapshot. ``bundle`` receives the folder in the layout of
+    per-product loop (``dsl.Collected``). The bundle's histories are the
+    ``train`` part of ``split``, and its user features come from
+    ``dataset``. Both embedding folders are copied as they are, and each
+    model card records the data snapshot. ``bundle`` receives the folder in the layout of
     ``gfm.twotower.bundle``; its metadata gets the product names, the
     model and format versions and the catalog size.
     """

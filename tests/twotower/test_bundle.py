@@ -200,7 +200,7 @@ def test_load_rejects_renamed_product(bundle_copy):
     config["product"] = "films"
     storage.write_json(config_path, config)
 
-    with pytest.raises(BundleError, match="holds the model of product 'films'"):
+    with pytest.raises(BundleError, match="contains the model of product 'films'"):
         Bundle.load(bundle_copy)
 
 
@@ -227,7 +227,7 @@ def test_export_rejects_card_of_unknown_product(trained, ml1m, tmp_path: Path):
 
 
 def test_export_rejects_misnamed_product(trained, ml1m, tmp_path: Path):
-    with pytest.raises(BundleError, match="key 'films' holds the model of product 'movies'"):
+    with pytest.raises(BundleError, match="key 'films' contains the model of product 'movies'"):
         export_bundle(tmp_path / "b", {"films": trained}, histories=ml1m["train"],
                       users=None, hgnn=ml1m["hgnn"], llm=None, model_version="v1",
                       model_cards={})

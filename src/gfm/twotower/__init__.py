@@ -1,10 +1,10 @@
 """Two-tower retrieval model per product, trained on HGNN and LLM item embeddings.
 
-Each product (a name and the item types it recommends) gets its own model:
-a user tower over per-type history means and user features, an item tower
-over the item's embeddings and categorical fields, trained with in-batch
-negatives and a logQ correction. :mod:`gfm.twotower.bundle` packs the
-trained products into the serving bundle.
+Each product (a name and the item types it recommends) gets its own model.
+Its user tower reads per-type history means and user features, and its item
+tower reads the item's embeddings and categorical fields. Training uses
+in-batch negatives with a logQ correction. :mod:`gfm.twotower.bundle` packs
+the trained products into the serving bundle.
 """
 
 from gfm.twotower.config import TwoTowerConfig

@@ -165,7 +165,7 @@ def _check_export(
                           f"are {sorted(products)}")
     for name, model in products.items():
         if model.product != name:
-            raise BundleError(f"product key {name!r} holds the model of product "
+            raise BundleError(f"product key {name!r} contains the model of product "
                               f"{model.product!r}; key each model by its own name")
         source = model.encoder.source
         table = embeddings[source]
@@ -359,7 +359,7 @@ def _load_product(
                           f"embeddings, which the bundle lacks (it has {sorted(embeddings)})")
     model = _load_part(uri, part, lambda: ProductModel.load(folder, history=embeddings[source]))
     if model.product != name:
-        raise BundleError(f"bundle {uri}: folder {PRODUCTS_DIR}/{name} holds the model of "
+        raise BundleError(f"bundle {uri}: folder {PRODUCTS_DIR}/{name} contains the model of "
                           f"product {model.product!r}")
     unknown = [i for i in model.item_ids if i not in item_ids]
     if unknown:

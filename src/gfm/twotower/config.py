@@ -24,8 +24,8 @@ class TwoTowerConfig:
         use_llm: feed LLM embeddings to the item tower. With ``use_hgnn``
             off, the history means are taken over LLM embeddings instead.
         item_fields: item table columns embedded as categorical features of
-            the item tower (list columns such as ``genres`` are bags of
-            tokens; ``release_year`` is bucketed into decades).
+            the item tower. List columns such as ``genres`` become bags of
+            tokens, and ``release_year`` becomes its decade.
         use_user_features: feed the users table's feature columns to the
             user tower, when a users table is given.
         user_fields: the user feature columns to use; ``None`` uses every

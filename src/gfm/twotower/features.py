@@ -28,7 +28,7 @@ MAX_TOKENS_PER_FIELD = 32
 
 
 def is_missing(value: Any) -> bool:
-    """Return whether a table cell holds no value (None, NaN or NaT)."""
+    """Return whether a table cell is empty (None, NaN or NaT)."""
     if value is None:
         return True
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -133,7 +133,7 @@ class UserInputs:
 
 
 class UserEncoder:
-    """Turns raw histories (item ids) and user feature dicts into tensors.
+    """Encoder of raw histories (item ids) and user feature dicts into tensors.
 
     Args:
         history: embeddings of every catalog item the history means are

@@ -129,7 +129,7 @@ def in_batch_softmax_loss(
     Row ``b`` of the batch is a positive pair ``(user b, item b)``; every
     other item of the batch is a negative of user ``b``. In-batch items are
     drawn in proportion to their popularity, so without a correction popular
-    items are pushed down too often; subtracting ``log q(item)`` from each
+    items are pushed down too often. Subtracting ``log q(item)`` from each
     logit (the logQ correction) brings the sampled softmax closer to the
     full softmax over all items. Columns holding the positive's own item
     are masked, so a repeated item is never its own negative.

@@ -1,10 +1,10 @@
 """Stand-in item embeddings for two-tower runs without the upstream stages.
 
 They let the two-tower model be trained, tested and benchmarked on real
-interactions before (or without) featurization and the HGNN: a truncated SVD
-of the training user-item matrix stands in for the HGNN embeddings (it
-carries collaborative signal), and a random projection of each item's
-genres stands in for the LLM embeddings. Both cover every catalog item.
+interactions without running featurization and the HGNN first. A truncated
+SVD of the training user-item matrix replaces the HGNN embeddings, because
+it carries collaborative signal too. A random projection of each item's
+genres replaces the LLM embeddings. Both cover every catalog item.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def genre_embeddings(items: pd.DataFrame, dim: int, seed: int = 0) -> ItemEmbedd
     """Return unit-norm random projections of genre multi-hot vectors, plus noise.
 
     Args:
-        items: the catalog; ``genres`` holds a list (or nothing) per item.
+        items: the catalog; ``genres`` contains a list (or nothing) per item.
         dim: the embedding width.
         seed: seed of the projection and the noise.
 

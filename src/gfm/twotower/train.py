@@ -46,9 +46,10 @@ def train_two_tower(
     """Train the two-tower model of one product.
 
     Training pairs are the unique ``(user, item)`` pairs of ``train`` on the
-    product's items; the user's input is the mean history embedding per item
-    type over all of the user's training items (every type, so history in one
-    product informs another) plus user features. Each epoch ends with a
+    product's items. The user's input is the mean history embedding per item
+    type over all of the user's training items, plus user features. Items of
+    every type count, so history in one product informs another. Each epoch
+    ends with a
     full-ranking Recall@K on ``valid``; training stops after ``patience``
     epochs without improvement and keeps the best epoch's weights.
 
