@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND_MODULES: tuple[str, ...] = ("gfm.serving.cli", "gfm.featurize.cli", "gfm.graph.cli",
                                     "gfm.data.cli", "gfm.pipelines.cli", "gfm.hgnn.cli",
-                                    "gfm.evaluation.cli")
+                                    "gfm.evaluation.cli", "gfm.twotower.cli")
 
 
 def _show_settings(args: argparse.Namespace) -> int:
