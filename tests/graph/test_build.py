@@ -37,6 +37,8 @@ def test_relations_are_symmetric(random_tables):
     data = build_graph(interactions, items, None, GraphConfig(window_days=None)).data
 
     assert len(data.edge_types) == 9
+    assert data.validate(raise_on_error=True)
+    assert data.is_undirected()
     for src, relation, dst in data.edge_types:
         forward = data[src, relation, dst]
         backward = data[dst, relation, src]

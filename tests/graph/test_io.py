@@ -55,5 +55,5 @@ def test_load_missing_folder(tmp_path):
 def test_load_rejects_other_objects(tmp_path):
     storage.write_torch(tmp_path / "graph.pt", {"not": "a graph"})
     storage.write_json(tmp_path / "stats.json", {})
-    with pytest.raises(ValueError, match="holds a dict, not a HeteroData"):
+    with pytest.raises(ValueError, match="it contains a dict, not a HeteroData"):
         load_graph(tmp_path)

@@ -28,6 +28,7 @@ from gfm.graph.hetero import (
 )
 from gfm.graph.source import Interactions, register_interactions
 from gfm.graph.stats import graph_summary
+from gfm.logging_setup import progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def _align_features(
             f"features must be gfm.embeddings.ItemEmbeddings or None, got "
             f"{type(features).__name__}"
         )
+
     index = features.index()
     missing = [item_id for item_id in catalog.item_ids if item_id not in index]
     if missing:
@@ -172,6 +174,7 @@ def _align_features(
             f"{missing[:_EXAMPLES]}; featurize this catalog again so every item "
             "has an embedding"
         )
+
     rows = np.fromiter((index[i] for i in catalog.item_ids), np.int64, len(catalog.item_ids))
     feature_types = np.asarray(features.item_types, dtype=object)[rows]
     catalog_types = np.asarray(catalog.node_types, dtype=object)[catalog.type_idx]
@@ -184,6 +187,7 @@ def _align_features(
             f"{feature_types[first]!r} in the features, {catalog_types[first]!r} "
             "in the catalog; featurize this catalog again"
         )
+
     not_in_catalog = len(features) - len(catalog.item_ids)
     if not_in_catalog:
         logger.info("%d feature rows name items outside the catalog; unused", not_in_catalog)
@@ -211,6 +215,8 @@ def _count_pairs(interactions: Interactions, catalog: Catalog, config: GraphConf
         duckdb_config["threads"] = config.threads
     con = duckdb.connect(str(workdir / "graph.duckdb"), config=duckdb_config)
     try:
+        # DuckDB draws its bar on stderr even when stderr is a log file.
+        con.execute(f"SET enable_progress_bar = {str(progress_enabled()).lower()}")
         register_interactions(con, interactions, workdir)
         return count_item_pairs(con, table, config)
     finally:

@@ -55,10 +55,11 @@ class GraphConfig:
             all counted after the interaction rules.
         top_k: per-node cap per relation: each node ranks its neighbors of
             each item type by weight (then co-count). None keeps every edge.
-        top_k_mode: ``"union"`` keeps an edge in the top k of either end,
-            so every node keeps at least ``min(top_k, degree)`` neighbors per
-            relation but hubs may keep more; ``"mutual"`` keeps an edge in the
-            top k of both ends, which bounds every degree by ``top_k``.
+        top_k_mode: ``"union"`` keeps an edge in the top k of either end.
+            Every node then keeps at least ``min(top_k, degree)`` neighbors
+            per relation, but hubs may keep more. ``"mutual"`` keeps an edge
+            in the top k of both ends, which bounds every degree by
+            ``top_k``.
         strict: raise when interactions name items missing from the
             catalog, in place of counting and dropping them.
         memory_limit: DuckDB ``memory_limit`` (for example ``"4GB"``). It caps
@@ -118,7 +119,7 @@ class GraphConfig:
 
         Raises:
             ValueError: if ``mapping`` is not a mapping, names an unknown
-                setting, or holds an invalid value.
+                setting, or contains an invalid value.
         """
         if not isinstance(mapping, Mapping):
             raise ValueError(f"graph settings must be a mapping, got {mapping!r}")
@@ -144,7 +145,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 def _check_positive_int(name: str, value: Any, optional: bool) -> None:
     if value is None and optional:
         return
-    # bool is an int subclass, but `true` is never a meant count.
+    # bool is an int subclass, but `true` is never a valid count.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         allowed = "a positive integer, or null" if optional else "a positive integer"
         raise ValueError(f"graph.{name}={value!r} is invalid; use {allowed}")

@@ -65,7 +65,7 @@ class ItemPairs:
         weight: float64 ``[E]`` the normalized weight of
             ``GraphConfig.weight``.
         item_users: int64 ``[num_items]`` number of users whose kept history
-            holds each catalog item (0 for items without interactions).
+            contains each catalog item (0 for items without interactions).
         stats: counts of rows, co-occurrences and pairs kept and dropped by
             each rule.
     """
@@ -143,7 +143,8 @@ def count_item_pairs(
     stats["item_pairs"], stats["item_pairs_dropped"] = _pair_counts(con)
 
     num_items = len(catalog)
-    arrays = con.execute("SELECT i, j, c, weight FROM edges ORDER BY i, j").fetchnumpy()
+    # Unordered: assemble_hetero_data sorts each relation itself.
+    arrays = con.execute("SELECT i, j, c, weight FROM edges").fetchnumpy()
     users = con.execute("SELECT item_idx, n FROM item_users").fetchnumpy()
     item_users = np.zeros(num_items, dtype=np.int64)
     item_users[np.asarray(users["item_idx"], dtype=np.int64)] = users["n"]
@@ -194,6 +195,7 @@ def _count_unknown_items(
             f"GROUP BY item_id ORDER BY n DESC, item_id LIMIT {UNKNOWN_EXAMPLES}"
         ).fetchall()
     ]
+
     interactions = stats["interactions"]
     interactions["duplicates_merged"] = (
         interactions["rows"] - interactions["missing_id"] - total_user_items
@@ -205,6 +207,7 @@ def _count_unknown_items(
     stats["user_items"] = {"total": int(total_user_items)}
     stats["user_items_dropped"] = {"unknown_item": int(unknown_user_items)}
     stats["unknown_items"] = {"ids": int(distinct_ids), "examples": examples}
+
     if stats["interactions_dropped"]["missing_id"]:
         logger.warning(
             "dropping %d interactions without a user_id or item_id",
@@ -319,7 +322,8 @@ def _build_histories(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> Non
     )
     con.execute(
         "CREATE OR REPLACE TABLE item_users AS "
-        "SELECT item_idx, count(*) AS n FROM kept_items GROUP BY item_idx"
+        "SELECT u.item_idx, u.n, c.type_idx FROM (SELECT item_idx, count(*) AS n "
+        "FROM kept_items GROUP BY item_idx) AS u JOIN catalog AS c USING (item_idx)"
     )
 
 
@@ -386,7 +390,7 @@ def _count_pairs(
     con: duckdb.DuckDBPyConnection, config: GraphConfig, num_items: int
 ) -> None:
     # DuckDB lists are 1-based and slices include both ends, so
-    # items[p + 1 : p + d] holds the d items after position p.
+    # items[p + 1 : p + d] contains the d items after position p.
     if config.max_distance is None:
         following = "items[p + 1:]"
     else:
@@ -421,13 +425,10 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE scored AS
-        SELECT p.i, p.j, p.c, {weight} AS weight,
-               ci.type_idx AS ti, cj.type_idx AS tj
+        SELECT p.i, p.j, p.c, {weight} AS weight, ui.type_idx AS ti, uj.type_idx AS tj
         FROM pair_counts AS p
         JOIN item_users AS ui ON ui.item_idx = p.i
         JOIN item_users AS uj ON uj.item_idx = p.j
-        JOIN catalog AS ci ON ci.item_idx = p.i
-        JOIN catalog AS cj ON cj.item_idx = p.j
         WHERE p.c >= {config.min_count}
         """
     )
@@ -436,27 +437,25 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
 def _cap_top_k(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
     # Each end keeps its top k neighbors of the other end's type, ranked by
     # weight, then co-count, then the lower neighbor position. A pair kept
-    # by one end passes "union"; "mutual" needs both ends. max_by with a
-    # count returns the top k per group and measured about twice as fast as
-    # row_number() over the same partitions (DuckDB 2.0.1, MovieLens-1M).
+    # by one end passes "union", and "mutual" needs both ends. The window
+    # operator spills to disk. max_by(pair, key, k) measured twice as fast
+    # on MovieLens-1M, but it ran out of memory at 10M interactions (DuckDB
+    # 2.0.1, memory_limit 4GB).
     ends = 1 if config.top_k_mode == "union" else 2
     con.execute(
         f"""
         CREATE OR REPLACE TABLE edges AS
         WITH directed AS (
-            SELECT i, j, i AS src, tj AS dst_type, weight, c, j AS dst FROM scored
+            SELECT i, j, c, weight, i AS src, tj AS dst_type, j AS dst FROM scored
             UNION ALL
-            SELECT i, j, j AS src, ti AS dst_type, weight, c, i AS dst FROM scored
+            SELECT i, j, c, weight, j AS src, ti AS dst_type, i AS dst FROM scored
         ), top AS (
-            SELECT unnest(max_by(struct_pack(i := i, j := j),
-                                 struct_pack(w := weight, c := c, d := -dst),
-                                 {config.top_k})) AS pair
-            FROM directed GROUP BY src, dst_type
-        ), kept AS (
-            SELECT pair.i AS i, pair.j AS j FROM top
-            GROUP BY ALL HAVING count(*) >= {ends}
+            SELECT i, j, c, weight FROM directed
+            QUALIFY row_number() OVER (PARTITION BY src, dst_type
+                                       ORDER BY weight DESC, c DESC, dst) <= {config.top_k}
         )
-        SELECT s.* FROM scored AS s SEMI JOIN kept AS k ON s.i = k.i AND s.j = k.j
+        SELECT i, j, any_value(c) AS c, any_value(weight) AS weight
+        FROM top GROUP BY i, j HAVING count(*) >= {ends}
         """
     )
 

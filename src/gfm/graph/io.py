@@ -36,13 +36,14 @@ def load_graph(uri: str | os.PathLike) -> GraphResult:
 
     Raises:
         FileNotFoundError: if either file is missing.
-        ValueError: if ``graph.pt`` holds something else than a ``HeteroData``.
+        ValueError: if ``graph.pt`` contains something other than a ``HeteroData``.
     """
     data = storage.read_torch(storage.join(uri, GRAPH_FILE), weights_only=False)
     if not isinstance(data, HeteroData):
         raise ValueError(
-            f"{storage.join(uri, GRAPH_FILE)} holds a {type(data).__name__}, not a "
-            "HeteroData; point at the output folder of the graph stage"
+            f"invalid graph file {storage.join(uri, GRAPH_FILE)}: it contains a "
+            f"{type(data).__name__}, not a HeteroData; pass the output folder of "
+            "the graph stage"
         )
     stats = storage.read_json(storage.join(uri, STATS_FILE))
     return GraphResult(data=data, stats=stats)

@@ -72,7 +72,7 @@ def graph_summary(data: HeteroData, item_users: dict[str, np.ndarray]) -> dict[s
     Args:
         data: the graph of :func:`gfm.graph.hetero.assemble_hetero_data`.
         item_users: per node type, int64 ``[num_nodes_t]`` number of users
-            whose kept history holds each node's item.
+            whose kept history contains each node's item.
 
     Returns:
         ``nodes``, ``edges`` (per relation, each direction counted),
