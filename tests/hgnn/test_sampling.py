@@ -1,0 +1,127 @@
+"""Tests of the balanced per-epoch draw and the mini-batch loaders."""
+
+from __future__ import annotations
+
+import torch
+
+from gfm.hgnn.sampling import (
+    build_neighbor_sampler,
+    draw_epoch_edges,
+    epoch_batches,
+    relation_cap,
+)
+from gfm.hgnn.split import split_edges
+
+from .test_split import symmetric_graph
+
+SMALL = ("a", "co", "b")
+LARGE = ("a", "co", "a")
+
+
+def pairs_of(sizes: dict) -> dict:
+    return {
+        r: torch.stack([torch.arange(n), torch.arange(n) + 1000])
+        for r, n in sizes.items()
+    }
+
+
+def test_cap_is_smallest_relation_or_setting():
+    sizes = {SMALL: 40, LARGE: 400}
+    assert relation_cap(sizes, balanced=True, edges_per_relation=None) == 40
+    assert relation_cap(sizes, balanced=True, edges_per_relation=25) == 25
+    assert relation_cap(sizes, balanced=True, edges_per_relation=100) == 40
+    assert relation_cap(sizes, balanced=False, edges_per_relation=25) is None
+
+
+def test_balanced_draw_caps_every_relation():
+    draw = draw_epoch_edges(
+        pairs_of({SMALL: 40, LARGE: 400}),
+        epoch=0,
+        seed=0,
+        balanced=True,
+        edges_per_relation=None,
+    )
+    assert draw.pairs[SMALL].shape[1] == 40
+    assert draw.pairs[LARGE].shape[1] == 40
+    assert draw.dropped_by_cap == {SMALL: 0, LARGE: 360}
+
+
+def test_unbalanced_draw_keeps_every_edge():
+    draw = draw_epoch_edges(
+        pairs_of({SMALL: 40, LARGE: 400}),
+        epoch=0,
+        seed=0,
+        balanced=False,
+        edges_per_relation=10,
+    )
+    assert draw.pairs[LARGE].shape[1] == 400
+    assert draw.dropped_by_cap[LARGE] == 0
+
+
+def test_draw_is_redrawn_every_epoch():
+    train = pairs_of({SMALL: 40, LARGE: 400})
+    first = draw_epoch_edges(
+        train, epoch=0, seed=0, balanced=True, edges_per_relation=None
+    )
+    again = draw_epoch_edges(
+        train, epoch=0, seed=0, balanced=True, edges_per_relation=None
+    )
+    second = draw_epoch_edges(
+        train, epoch=1, seed=0, balanced=True, edges_per_relation=None
+    )
+    assert torch.equal(first.pairs[LARGE], again.pairs[LARGE])
+    assert set(first.pairs[LARGE][0].tolist()) != set(second.pairs[LARGE][0].tolist())
+
+
+def test_worker_shares_are_disjoint_and_equal():
+    train = pairs_of({SMALL: 41, LARGE: 400})
+    shares = [
+        draw_epoch_edges(
+            train,
+            epoch=2,
+            seed=0,
+            balanced=True,
+            edges_per_relation=None,
+            rank=r,
+            world_size=2,
+        )
+        for r in range(2)
+    ]
+    for relation in (SMALL, LARGE):
+        first = set(shares[0].pairs[relation][0].tolist())
+        second = set(shares[1].pairs[relation][0].tolist())
+        assert len(first) == len(second) == 20
+        assert not first & second
+    assert shares[0].dropped_for_shards == {SMALL: 1, LARGE: 1}
+
+
+def test_epoch_batches_cover_the_draw_with_negatives():
+    split = split_edges(symmetric_graph(), 0.1, seed=0)
+    sampler = build_neighbor_sampler(split.message_graph, [3, 2])
+    draw = draw_epoch_edges(
+        split.train_pairs, epoch=0, seed=0, balanced=True, edges_per_relation=None
+    )
+    batches = list(
+        epoch_batches(
+            split.message_graph,
+            sampler,
+            draw,
+            batch_size=8,
+            num_neighbors=[3, 2],
+            num_negatives=2,
+            epoch=0,
+            seed=0,
+        )
+    )
+    relations = [relation for relation, _ in batches]
+    assert relations.count(("movie", "co", "movie")) == 4
+    assert relations.count(("movie", "co", "tag")) == 4
+    seen = 0
+    for relation, batch in batches:
+        src_type, _, dst_type = relation
+        size = batch[src_type].src_index.numel()
+        seen += size
+        assert batch[dst_type].dst_pos_index.shape == (size,)
+        assert batch[dst_type].dst_neg_index.shape == (size, 2)
+        assert int(batch[dst_type].dst_neg_index.max()) < batch[dst_type].num_nodes
+    assert seen == draw.num_pairs
