@@ -213,7 +213,7 @@ def write_report(out_uri: str | os.PathLike, rows: Sequence[dict[str, Any]],
     document.update({
         "format_version": FORMAT_VERSION,
         "metrics": metric_names(rows),
-        "rows": [_without_nan(row) for row in rows],
+        "rows": json_ready_rows(rows),
         "slices": dict(slices or {}),
         "deploy_gate": deploy_gate(rows),
     })
@@ -224,10 +224,10 @@ def write_report(out_uri: str | os.PathLike, rows: Sequence[dict[str, Any]],
     return document
 
 
-def _without_nan(row: dict[str, Any]) -> dict[str, Any]:
-    # JSON has no NaN; a figure of a slice without users is written as null.
-    return {key: (None if isinstance(value, float) and math.isnan(value) else value)
-            for key, value in row.items()}
+def json_ready_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return copies of ``rows`` with NaN figures as None, because JSON has no NaN."""
+    return [{key: (None if isinstance(value, float) and math.isnan(value) else value)
+             for key, value in row.items()} for row in rows]
 
 
 def _mean(values: list[float]) -> float:

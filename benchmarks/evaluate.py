@@ -1,0 +1,139 @@
+"""Benchmark the evaluation: ranking time per 1,000 users, and the full runner.
+
+Part 1 times the full-ranking harness on MovieLens-1M's shipped split
+(temporal, ratings of 4 and 5 as positives) with the popularity scorer,
+whose own cost is negligible, and with EASE, whose scoring is a dense
+matrix product, for several user batch sizes and torch thread counts side
+by side.
+
+Part 2 (``--full``) runs the experiment runner: every stage for every run
+settings document and seed, then prints the headline table (HR@10 on warm
+users, mean ± std over the seeds) and the wall time of each stage.
+
+Usage::
+
+    GFM_DATA_DIR=<folder with ml-1m/ and lastfm-2k/> \\
+        .venv/bin/python benchmarks/evaluate.py [--full] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from gfm.logging_setup import configure_logging
+
+logger = logging.getLogger("gfm.benchmarks.evaluate")
+
+
+def _movielens_context(batch_size: int, num_threads: int | None):
+    from gfm.data import load_dataset
+    from gfm.data.splits import split_dataset
+    from gfm.evaluation.config import EvaluationConfig
+    from gfm.evaluation.context import build_context
+    from gfm.evaluation.stage import history_of
+    from gfm.pipelines.run_config import load_run_config
+
+    run_config = load_run_config("movielens-1m")
+    dataset = load_dataset("movielens-1m")
+    split = split_dataset(dataset, run_config.split)
+    config = EvaluationConfig.from_dict(dict(run_config.evaluation, batch_size=batch_size,
+                                             num_threads=num_threads))
+    return build_context("movies", ["movie"], dataset.items,
+                         history_of(split, config.history_parts), split.test,
+                         dataset.users, split.cold_items, {}, config)
+
+
+def time_ranking(batch_sizes: list[int], thread_counts: list[int]) -> list[dict]:
+    """Time the harness per scorer, batch size and torch thread count."""
+    from dataclasses import replace
+
+    from gfm.evaluation.baselines import EASEScorer, PopularityScorer
+    from gfm.evaluation.harness import evaluate_scorers
+
+    base = _movielens_context(batch_sizes[0], thread_counts[0])
+    results = []
+    for threads in thread_counts:
+        for batch_size in batch_sizes:
+            base.config = replace(base.config, batch_size=batch_size, num_threads=threads)
+            for scorer in (PopularityScorer(), EASEScorer()):
+                result = evaluate_scorers(base, [scorer])
+                timing = result.timings[scorer.name]
+                results.append({
+                    "scorer": scorer.name, "batch_size": batch_size, "threads": threads,
+                    "users": timing["users"], "fit_s": timing["fit_s"],
+                    "score_s": timing["score_s"],
+                    "s_per_1000_users": 1000.0 * timing["score_s"] / timing["users"],
+                })
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true",
+                        help="also run every stage for every run settings document and seed")
+    parser.add_argument("--skip-timing", action="store_true",
+                        help="skip part 1, the ranking time per 1,000 users")
+    parser.add_argument("--configs", nargs="+", default=["movielens-1m", "lastfm-2k"],
+                        help="run settings names or YAML files for --full")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="seeds for --full")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
+                        help="dotted run settings override for --full, for example "
+                             "hgnn.max_epochs=2 (the value is parsed as JSON)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/gfm-eval-benchmark"),
+                        help="working folder of --full (default %(default)s)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256, 1024],
+                        help="user batch sizes of part 1")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                        help="torch thread counts of part 1")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+
+    print(f"torch {torch.__version__}, default torch threads {torch.get_num_threads()}")
+    if not args.skip_timing:
+        rows = time_ranking(args.batch_sizes, args.threads)
+        print("\n1. Full ranking of MovieLens-1M (3,883 movies), shipped split")
+        print(f"{'scorer':<12}{'batch':>7}{'threads':>9}{'users':>7}{'fit s':>8}"
+              f"{'score s':>9}{'s / 1000 users':>16}")
+        for row in rows:
+            print(f"{row['scorer']:<12}{row['batch_size']:>7}{row['threads']:>9}"
+                  f"{row['users']:>7}{row['fit_s']:>8.2f}{row['score_s']:>9.2f}"
+                  f"{row['s_per_1000_users']:>16.2f}")
+
+    if args.full:
+        from gfm.evaluation.experiments import run_experiments
+
+        configure_logging("INFO")
+        overrides = {}
+        for item in args.override:
+            key, _, value = item.partition("=")
+            overrides[key] = json.loads(value)
+        started = time.monotonic()
+        document = run_experiments(args.configs, args.seeds, args.workdir,
+                                   overrides=overrides,
+                                   evaluation_overrides={"num_threads": 1})
+        wall = time.monotonic() - started
+        print(f"\n2. Full runner: {args.configs}, seeds {args.seeds}, overrides "
+              f"{overrides}: {wall:.0f} s wall")
+        print(f"{'protocol':<14}{'product':<10}{'model':<12}{'users':>7}"
+              f"{'HR@10 warm':>20}")
+        for row in document["rows"]:
+            if row["slice"] == "warm":
+                figure = f"{row['hr@10']:.4f} ± {row['hr@10_std']:.4f}"
+                print(f"{row['protocol']:<14}{row['product']:<10}{row['model']:<12}"
+                      f"{row['num_users']:>7.0f}{figure:>20}")
+        print("\nstage seconds per protocol and seed")
+        for run, stages in document["stage_seconds"].items():
+            print(run, {name: round(seconds, 1) for name, seconds in stages.items()})
+        print(f"\nreport: {args.workdir / 'report'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

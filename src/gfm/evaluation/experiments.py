@@ -1,0 +1,219 @@
+"""The experiment runner behind the headline table: every stage, per seed.
+
+For each run settings document (``gfm/configs/<name>.yaml``: dataset, split
+protocol, stage settings, products) and each seed, :func:`run_seed` loads the
+dataset, splits it, embeds the items with the LLM (once per dataset, reused
+by every seed), builds the co-interaction graph on the training part, trains
+the HGNN, trains two two-tower models per product (with and without HGNN
+inputs) and evaluates them beside the baselines. The seed replaces
+``split.seed``, ``hgnn.seed`` and ``twotower.seed``. :func:`run_experiments`
+averages the seeds and writes the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from gfm import storage
+from gfm.embeddings import ItemEmbeddings
+from gfm.evaluation.config import EvaluationConfig
+from gfm.evaluation.report import aggregate_seeds, json_ready_rows, write_report
+from gfm.evaluation.stage import evaluate_products
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIGS = ("movielens-1m", "lastfm-2k")
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+@dataclass
+class SeedRun:
+    """What one seed of one run settings document produced.
+
+    Attributes:
+        protocol: the run settings' name, for example ``movielens-1m``.
+        seed: the seed.
+        rows: result rows of every product, with ``protocol`` and ``seed``.
+        stage_seconds: wall time of each stage, in seconds.
+        timings: per product and model, ``fit_s``, ``score_s`` and ``users``.
+        counts: per product, the evaluation context's counts and drops.
+        slices: slice name to its description.
+    """
+
+    protocol: str
+    seed: int
+    rows: list[dict[str, Any]]
+    stage_seconds: dict[str, float]
+    timings: dict[str, dict[str, dict[str, float]]]
+    counts: dict[str, Any] = field(default_factory=dict)
+    slices: dict[str, str] = field(default_factory=dict)
+
+
+def _timed(stage_seconds: dict[str, float], name: str, started: float) -> None:
+    stage_seconds[name] = stage_seconds.get(name, 0.0) + time.monotonic() - started
+    logger.info("stage %s took %.1f s", name, stage_seconds[name])
+
+
+def llm_embeddings(dataset: Any, settings: Mapping[str, Any], folder: Path) -> ItemEmbeddings:
+    """Return the LLM features of every catalogue item, computed once per folder.
+
+    The features depend on the catalogue and the featurize settings only,
+    not on the split or the seed, so every seed reuses the saved artifact
+    when its metadata records the same number of items.
+    """
+    from gfm.featurize import FeaturizeConfig, featurize_items
+
+    if (folder / "metadata.json").exists():
+        cached = ItemEmbeddings.load(folder)
+        if cached.item_ids == dataset.items["item_id"].astype(str).tolist():
+            logger.info("reusing the LLM features of %d items from %s", len(cached), folder)
+            return cached
+        logger.warning("the LLM features in %s belong to another catalogue; recomputing",
+                       folder)
+    embeddings = featurize_items(dataset.items, FeaturizeConfig.from_dict(dict(settings)))
+    embeddings.save(folder)
+    return embeddings
+
+
+def run_seed(run_config: Any, seed: int, workdir: str | Path,
+             evaluation_overrides: Mapping[str, Any] | None = None) -> SeedRun:
+    """Run every stage of one run settings document with one seed.
+
+    Args:
+        run_config: a ``gfm.pipelines.run_config.RunConfig``.
+        seed: replaces the split, HGNN and two-tower seeds.
+        workdir: folder for the LLM features (shared by seeds), the graph and
+            the HGNN outputs (one subfolder per protocol and seed).
+        evaluation_overrides: evaluation settings laid over the document's.
+
+    Returns:
+        The seed's rows, stage times and counts.
+    """
+    from gfm.data import load_dataset
+    from gfm.data.splits import split_dataset
+    from gfm.graph import GraphConfig, build_graph, save_graph
+    from gfm.hgnn import HGNNConfig, train_hgnn
+    from gfm.twotower import TwoTowerConfig, train_two_tower
+
+    workdir = Path(workdir)
+    protocol = str(run_config.dataset["name"])
+    run_dir = workdir / protocol / f"seed-{seed}"
+    stage_seconds: dict[str, float] = {}
+    logger.info("experiment %s, seed %d: starting in %s", protocol, seed, run_dir)
+
+    started = time.monotonic()
+    dataset = load_dataset(protocol, strict=bool(run_config.dataset.get("strict", False)),
+                           **dict(run_config.dataset.get("options") or {}))
+    split = split_dataset(dataset, dict(run_config.split, seed=seed))
+    _timed(stage_seconds, "data", started)
+
+    started = time.monotonic()
+    llm = llm_embeddings(dataset, run_config.featurize, workdir / protocol / "llm")
+    _timed(stage_seconds, "featurize", started)
+
+    started = time.monotonic()
+    graph = build_graph(split.train, dataset.items, llm,
+                        GraphConfig.from_dict(run_config.graph))
+    graph_uri = str(run_dir / "graph")
+    save_graph(graph, graph_uri)
+    _timed(stage_seconds, "graph", started)
+
+    started = time.monotonic()
+    hgnn_settings = dict(run_config.hgnn, seed=seed)
+    hgnn_settings.setdefault("ray_temp_dir", f"/tmp/gfm-eval-ray-{seed}")
+    hgnn = train_hgnn(graph_uri, str(run_dir / "hgnn"),
+                      HGNNConfig.from_dict(hgnn_settings)).embeddings
+    _timed(stage_seconds, "hgnn", started)
+
+    models, baselines = [], {}
+    for product in run_config.products:
+        for use_hgnn in (True, False):
+            started = time.monotonic()
+            settings = dict(run_config.twotower, seed=seed, use_hgnn=use_hgnn, use_llm=True)
+            model = train_two_tower(
+                product=product.name, item_types=product.item_types, train=split.train,
+                valid=split.valid, items=dataset.items, users=dataset.users, hgnn=hgnn,
+                llm=llm, config=TwoTowerConfig.from_dict(settings),
+            )
+            _timed(stage_seconds, "twotower_hgnn" if use_hgnn else "twotower_llm", started)
+            if use_hgnn:
+                models.append(model)
+            else:
+                baselines[product.name] = model
+
+    started = time.monotonic()
+    evaluation = EvaluationConfig.from_dict(
+        dict(run_config.evaluation, **dict(evaluation_overrides or {})))
+    results = evaluate_products(dataset, split, llm, hgnn, models, evaluation,
+                                baseline_models=baselines)
+    _timed(stage_seconds, "evaluate", started)
+
+    rows = [dict(row, protocol=protocol, seed=seed) for r in results for row in r.rows]
+    storage.write_json(run_dir / "rows.json", json_ready_rows(rows))
+    return SeedRun(
+        protocol=protocol, seed=seed, rows=rows, stage_seconds=stage_seconds,
+        timings={r.product: r.timings for r in results},
+        counts={r.product: r.report for r in results},
+        slices={name: text for r in results for name, text in r.slices.items()},
+    )
+
+
+def run_experiments(
+    configs: Sequence[str] = DEFAULT_CONFIGS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    workdir: str | Path = "experiments",
+    out_uri: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    evaluation_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every seed of every run settings document and write the averaged report.
+
+    Args:
+        configs: shipped run settings names or YAML paths.
+        seeds: seeds to average over.
+        workdir: the runs' working folder.
+        out_uri: report folder; default ``<workdir>/report``.
+        overrides: dotted overrides applied to every document, for example
+            ``{"hgnn.max_epochs": 2}``.
+        evaluation_overrides: evaluation settings laid over each document's.
+
+    Returns:
+        The ``metrics.json`` document: averaged ``rows``, ``per_seed`` rows,
+        ``stage_seconds`` and ``timings`` per protocol and seed.
+    """
+    from gfm.pipelines.run_config import load_run_config
+
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, for example [0, 1, 2]")
+    started = time.monotonic()
+    runs: list[SeedRun] = []
+    for name in configs:
+        run_config = load_run_config(name)
+        if overrides:
+            run_config = run_config.with_overrides(overrides)
+        run_config.validate()
+        for seed in seeds:
+            runs.append(run_seed(run_config, seed, workdir, evaluation_overrides))
+
+    per_seed = [row for run in runs for row in run.rows]
+    rows = aggregate_seeds(per_seed)
+    slices = {name: text for run in runs for name, text in run.slices.items()}
+    extra = {
+        "configs": list(configs),
+        "seeds": list(seeds),
+        "overrides": dict(overrides or {}),
+        "per_seed": json_ready_rows(per_seed),
+        "stage_seconds": {f"{r.protocol}/seed-{r.seed}": r.stage_seconds for r in runs},
+        "timings": {f"{r.protocol}/seed-{r.seed}": r.timings for r in runs},
+        "counts": {f"{r.protocol}/seed-{r.seed}": r.counts for r in runs},
+        "wall_seconds": time.monotonic() - started,
+    }
+    out_uri = out_uri or Path(workdir) / "report"
+    document = write_report(out_uri, rows, extra, slices, title="gfm comparison")
+    logger.info("experiments done in %.0f s: %d runs, report in %s",
+                extra["wall_seconds"], len(runs), out_uri)
+    return document
