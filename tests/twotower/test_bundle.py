@@ -257,3 +257,32 @@ def test_export_rejects_histories_without_item_id(trained, ml1m, tmp_path: Path)
         export_bundle(tmp_path / "b", {"movies": trained}, histories=histories,
                       users=None, hgnn=ml1m["hgnn"], llm=None, model_version="v1",
                       model_cards={})
+
+
+def test_bundle_round_trip_through_gcs(trained, ml1m, gcs_emulator):
+    bucket = gcs_emulator.create_bucket("twotower-bundle")
+    uri = f"{bucket}/runs/1/bundle"
+    export_bundle(uri, {"movies": trained}, histories=ml1m["train"], users=ml1m["users"],
+                  hgnn=ml1m["hgnn"], llm=None, model_version="gcs-1", model_cards={})
+
+    bundle = Bundle.load(uri)
+
+    assert sorted(bundle.products) == ["movies"]
+    assert bundle.user_features("1")["gender"] == "F"
+    history = bundle.history("1")
+    np.testing.assert_allclose(bundle.products["movies"].user_vectors([history]),
+                               trained.user_vectors([history]), atol=1e-6)
+
+
+def test_export_keeps_latest_repeat(trained, ml1m, tmp_path: Path):
+    first = ml1m["train"][ml1m["train"]["user_id"] == "1"].sort_values("timestamp")
+    repeat = first.iloc[[0]].assign(timestamp=first["timestamp"].max() + pd.Timedelta("1D"))
+    histories = pd.concat([repeat, first])
+    export_bundle(tmp_path / "b", {"movies": trained}, histories=histories, users=None,
+                  hgnn=ml1m["hgnn"], llm=None, model_version="v1", model_cards={})
+
+    history = Bundle.load(tmp_path / "b").history("1")
+
+    assert len(history) == len(first)
+    assert history[-1] == first["item_id"].iloc[0]
+    assert history[:-1] == first["item_id"].iloc[1:].tolist()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gfm.data import load_dataset
 from gfm.data.splits import split_dataset
@@ -46,6 +47,7 @@ def test_train_counts_inputs(trained, ml1m):
     assert counts["valid_pairs"] == len(ml1m["valid"])
     assert counts["user_categorical_features"] == ["gender", "age", "occupation"]
     assert counts["history_types"] == ["movie"]
+    assert counts["valid_users_without_history"] == 0
     assert sum(trained.metrics["dropped"].values()) == 0
 
 
@@ -158,10 +160,12 @@ def test_train_positive_min_weight(ml1m, fast_config):
 
 
 def test_train_without_valid_runs_every_epoch(ml1m, fast_config):
-    fast_config.update(max_epochs=2, tower_dims=[16])
+    fast_config.update(max_epochs=2, tower_dims=[16], num_threads=1)
+    torch.set_num_threads(2)
 
     model = _train(ml1m, fast_config, valid=ml1m["valid"].iloc[:0])
 
+    assert torch.get_num_threads() == 2
     assert len(model.metrics["epochs"]) == 2
     assert model.metrics["best_valid_recall"] is None
     assert model.metrics["best_epoch"] == 2

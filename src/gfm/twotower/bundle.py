@@ -183,8 +183,9 @@ def _histories_table(histories: pd.DataFrame, embeddings: Mapping[str, Any]) -> 
     frame = frame.astype({"user_id": str, "item_id": str})
     if "timestamp" not in frame:
         frame = frame.assign(timestamp=pd.NaT)
-    frame = frame.drop_duplicates(["user_id", "item_id"], keep="last")
+    # Sorted first, so a repeated pair keeps its latest time.
     frame = frame.sort_values(["user_id", "timestamp"], kind="stable")
+    frame = frame.drop_duplicates(["user_id", "item_id"], keep="last")
     known = set()
     for table in embeddings.values():
         if table is not None:

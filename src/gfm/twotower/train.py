@@ -79,11 +79,30 @@ def train_two_tower(
     """
     config = config or TwoTowerConfig()
     _check_arguments(product, item_types, hgnn, llm, config)
-    started = time.perf_counter()
-    logger.info("training two-tower model of product %r (item types %s)",
-                product, list(item_types))
+    threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    try:
+        return _train(product, item_types, train, valid, items, users, hgnn, llm, config)
+    finally:
+        # The thread count is process-wide, so the caller gets its own back.
+        torch.set_num_threads(threads)
+
+
+def _train(
+    product: str,
+    item_types: Sequence[str],
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame | None,
+    hgnn: ItemEmbeddings | None,
+    llm: ItemEmbeddings | None,
+    config: TwoTowerConfig,
+) -> ProductModel:
+    started = time.perf_counter()
+    logger.info("training two-tower model of product %r (item types %s) with %d "
+                "torch threads", product, list(item_types), torch.get_num_threads())
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -166,6 +185,8 @@ def train_two_tower(
     item_vectors = compute_item_vectors(item_tower, catalog)
     seconds = time.perf_counter() - started
     examples_seen = len(data.example_items) * len(epochs)
+    valid_counts = data.history_count[torch.from_numpy(data.valid_users)]
+    without_history = int((valid_counts.sum(dim=1) == 0).sum())
     metrics = {
         "product": product,
         "item_types": list(item_types),
@@ -183,6 +204,7 @@ def train_two_tower(
             "users": len(data.user_ids),
             "train_pairs": len(data.example_items),
             "valid_users": len(data.valid_users),
+            "valid_users_without_history": without_history,
             "valid_pairs": int(sum(len(t) for t in data.valid_targets)),
             "history_types": encoder.history_types,
             "user_categorical_features": [n for n, _ in encoder.categorical],
