@@ -13,7 +13,7 @@ Layout below ``cache_uri`` (local or ``gs://``, through ``gfm.storage``)::
 Each run that embeds something adds one Parquet shard with columns ``key``
 (string) and ``embedding`` (fixed-size list of float32, ``[dim]``). Shards
 are written whole in one atomic write, so concurrent runs never see a
-partial shard. Once a model folder holds more than :data:`MAX_SHARDS`
+partial shard. Once a model folder contains more than :data:`MAX_SHARDS`
 shards, a run merges the ones it read into one and deletes them.
 """
 

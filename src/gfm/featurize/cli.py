@@ -50,7 +50,7 @@ def load_settings(path: str | None) -> dict[str, Any]:
         return {}
     document = yaml.safe_load(storage.read_text(path)) or {}
     if not isinstance(document, dict):
-        raise ValueError(f"settings file {path} must hold a mapping, got {document!r}")
+        raise ValueError(f"settings file {path} must contain a mapping, got {document!r}")
     section = document.get("featurize", document)
     return dict(section or {})
 

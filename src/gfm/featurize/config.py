@@ -69,7 +69,9 @@ class RayOptions:
         num_actors: size of the actor pool, each holding one engine.
         num_cpus_per_actor: CPUs Ray reserves per actor; also the actor's
             torch thread count.
-        num_gpus_per_actor: GPUs Ray reserves per actor.
+        num_gpus_per_actor: GPUs Ray reserves per ``map_batches`` actor;
+            0 on device cuda means 1. ``ray.data.llm`` reserves one GPU per
+            vLLM engine itself.
         address: cluster to join; ``"local"`` starts a private one, ``"auto"``
             joins a running cluster, as with ``ray.init(address=...)``.
         num_cpus: CPUs of a cluster this stage starts; None means all.
@@ -113,7 +115,7 @@ class FeaturizeConfig:
             ``gfm.settings.default_embedding_model()``.
         engine: ``"vllm"``, ``"sentence-transformers"`` or ``"auto"`` (vLLM
             when it is installed and a GPU is present).
-        device: ``"cpu"`` or ``"cuda"``; None means cuda when torch sees a GPU.
+        device: ``"cpu"`` or ``"cuda"``; None means cuda when torch finds a GPU.
         batch_size: texts per engine call.
         max_length: tokens kept per text, special tokens included; the
             tokenizer truncates longer texts. None means the model's own

@@ -54,7 +54,8 @@ class EmbedBatch:
 
 
 def start_ray(options: RayOptions) -> bool:
-    """Connect to Ray as ``options`` say, unless this process already is.
+    """Connect to the Ray cluster that ``options`` names, unless this process
+    is connected already.
 
     A local cluster binds 127.0.0.1 and runs without the dashboard.
 
@@ -87,9 +88,15 @@ def _text_dataset(texts: Sequence[str], batch_size: int, num_actors: int) -> Any
 
 
 def _embed_with_actor_pool(
-    texts: Sequence[str], model: ResolvedModel, config: FeaturizeConfig, num_actors: int
+    texts: Sequence[str], model: ResolvedModel, config: FeaturizeConfig, num_actors: int,
+    device: str,
 ) -> np.ndarray:
     import ray
+
+    num_gpus = config.ray.num_gpus_per_actor
+    if device == "cuda" and not num_gpus:
+        # Ray hides every GPU from an actor that reserves none.
+        num_gpus = 1.0
 
     dataset = _text_dataset(texts, config.batch_size, num_actors).map_batches(
         EmbedBatch,
@@ -101,7 +108,7 @@ def _embed_with_actor_pool(
         batch_size=config.batch_size,
         batch_format="numpy",
         num_cpus=config.ray.num_cpus_per_actor,
-        num_gpus=config.ray.num_gpus_per_actor or None,
+        num_gpus=num_gpus or None,
     )
     rows, parts = [], []
     for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
@@ -122,7 +129,7 @@ def _embed_with_ray_data_llm(
     del engine_kwargs["model"], engine_kwargs["runner"]
     options: dict[str, Any] = {}
     if device == "cpu":
-        # The default placement group asks for one GPU per engine.
+        # The default placement group requests one GPU per engine.
         options["placement_group_config"] = {
             "bundles": [{"CPU": config.ray.num_cpus_per_actor}]
         }
@@ -207,7 +214,8 @@ def featurize_items_ray(
                 sorted_matrix = _embed_with_ray_data_llm(
                     sorted_texts, model, config, num_actors, device)
             else:
-                sorted_matrix = _embed_with_actor_pool(sorted_texts, model, config, num_actors)
+                sorted_matrix = _embed_with_actor_pool(
+                    sorted_texts, model, config, num_actors, device)
         finally:
             if started_ray:
                 import ray

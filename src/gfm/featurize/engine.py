@@ -138,7 +138,7 @@ def vllm_installed() -> bool:
 
 
 def cuda_available() -> bool:
-    """Return whether torch sees a CUDA device."""
+    """Return ``torch.cuda.is_available()``."""
     import torch
 
     return torch.cuda.is_available()
@@ -149,12 +149,12 @@ def resolve_device(device: str | None) -> str:
     ``"cpu"``.
 
     Raises:
-        ValueError: if ``"cuda"`` is requested and torch sees no GPU.
+        ValueError: if ``"cuda"`` is requested and torch finds no GPU.
     """
     if device is None:
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
-        raise ValueError("device 'cuda' requested but torch sees no GPU; use 'cpu'")
+        raise ValueError("device 'cuda' requested but torch finds no GPU; use 'cpu'")
     return device
 
 

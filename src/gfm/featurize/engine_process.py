@@ -83,8 +83,8 @@ class EngineProcessClient:
 
         Raises:
             EngineProcessError: if the child is closed, fails, exits or times
-                out without a complete result file; the child is then killed,
-                since a late reply would be taken for the next request's.
+                out without a complete result file. The child is then killed,
+                because a late reply would be taken for the next request's.
         """
         if self._process is None:
             raise EngineProcessError("the engine process is closed")
@@ -184,7 +184,7 @@ def _kill_process_tree(process: Any) -> None:
     except ProcessLookupError:
         leads_group = False
     if leads_group:
-        # The group holds the engine's own helper processes as well.
+        # The group contains the engine's own helper processes as well.
         os.killpg(process.pid, signal.SIGKILL)
     else:
         process.kill()
@@ -198,7 +198,7 @@ def send_error(conn: Connection, error: BaseException) -> None:
 
 
 def serve_requests(conn: Connection, embed: Callable[[list[str]], np.ndarray]) -> None:
-    """Answer embedding requests until the parent says stop (child side).
+    """Serve embedding requests until the parent sends stop (child side).
 
     Args:
         conn: the child's end of the pipe.

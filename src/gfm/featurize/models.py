@@ -111,9 +111,9 @@ def _read_json(path: Path) -> dict:
 def model_max_length(path: str | os.PathLike) -> int:
     """Return the tokens per text a model folder accepts.
 
-    The sentence-transformers setting ``max_seq_length`` wins, because
-    it is the length the model was trained for; otherwise the position
-    embedding count of ``config.json``; otherwise the tokenizer's limit.
+    The sentence-transformers setting ``max_seq_length`` wins, because it
+    is the length the model was trained for. Without it the position
+    embedding count of ``config.json`` applies, else the tokenizer's limit.
 
     Raises:
         ValueError: if the folder states no limit at all.

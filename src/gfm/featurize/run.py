@@ -6,15 +6,16 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from gfm import __version__, storage
+from gfm.data.schema import table_to_frame
 from gfm.embeddings import ItemEmbeddings
 from gfm.featurize.cache import EmbeddingCache, cache_key
-from gfm.featurize.catalog import prepare_texts
+from gfm.featurize.catalog import CatalogTexts, prepare_texts
 from gfm.featurize.config import FeaturizeConfig
 from gfm.featurize.engine import create_engine
 from gfm.featurize.models import ResolvedModel, resolve_model
@@ -27,7 +28,7 @@ ITEMS_FILE = "items.parquet"
 
 @dataclass
 class EmbedOutcome:
-    """What an embedding backend returns for the texts it was given.
+    """Result of an embedding backend for the texts it was given.
 
     Attributes:
         matrix: float32 ``[n, dim]`` L2-normalized rows, in input order.
@@ -84,53 +85,27 @@ def count_truncated(texts: Sequence[str], model: ResolvedModel) -> int:
     return int(sum(length > model.max_length for length in lengths))
 
 
-def featurize_with(
-    items: pd.DataFrame, config: FeaturizeConfig, backend: EmbedBackend
-) -> ItemEmbeddings:
-    """Featurize ``items`` with the given embedding backend.
-
-    :func:`featurize_items` and :func:`gfm.featurize.featurize_items_ray`
-    call this with their backend; the steps around embedding are shared.
-    """
-    started = time.monotonic()
-    catalog = prepare_texts(items, config)
-    num_items = len(catalog.texts)
-    logger.info("featurizing %d items (%s)", num_items, catalog.items_per_type)
-    model = resolve_model(config.model, config.max_length)
-
-    keys = [cache_key(model, template, config.template_version, text)
-            for template, text in zip(catalog.templates, catalog.texts)]
-    found = np.zeros(num_items, dtype=bool)
-    cached = np.zeros((0, 0), dtype=np.float32)
-    cache = None
-    if config.cache_uri:
-        cache = EmbeddingCache(config.cache_uri, model)
-        cache.load()
-        found, cached = cache.lookup(keys)
-
-    missing_rows = np.flatnonzero(~found)
-    outcome = None
-    if missing_rows.size:
-        outcome = backend([catalog.texts[row] for row in missing_rows], model, config)
-        dim = outcome.matrix.shape[1]
-    else:
-        dim = cached.shape[1]
-    matrix = np.zeros((num_items, dim), dtype=np.float32)
+def _assemble(found: np.ndarray, cached: np.ndarray, outcome: EmbedOutcome | None) -> np.ndarray:
+    """Merge cached rows (where ``found``) and new rows into ``[num_items, dim]``."""
+    dim = outcome.matrix.shape[1] if outcome is not None else cached.shape[1]
+    if found.any() and cached.shape[1] != dim:
+        raise ValueError(
+            f"cached embeddings have dim {cached.shape[1]} but the engine returns {dim}; "
+            "delete the cache folder of this model"
+        )
+    matrix = np.zeros((len(found), dim), dtype=np.float32)
     if found.any():
-        if cached.shape[1] != dim:
-            raise ValueError(
-                f"cached embeddings have dim {cached.shape[1]} but the engine returns "
-                f"{dim}; delete the cache folder {cache.uri}"
-            )
         matrix[found] = cached
     if outcome is not None:
-        matrix[missing_rows] = outcome.matrix
-        if cache is not None:
-            cache.add([keys[row] for row in missing_rows], outcome.matrix)
+        matrix[~found] = outcome.matrix
+    return matrix
 
-    embedded = int(missing_rows.size)
+
+def _metadata(config: FeaturizeConfig, catalog: CatalogTexts, model: ResolvedModel,
+              dim: int, found: np.ndarray, outcome: EmbedOutcome | None) -> dict[str, Any]:
+    embedded = int((~found).sum())
     embed_seconds = outcome.embed_seconds if outcome else 0.0
-    metadata = {
+    return {
         "stage": "featurize",
         "model": model.name,
         "model_path": model.path,
@@ -149,17 +124,50 @@ def featurize_with(
         "load_seconds": round(outcome.load_seconds, 3) if outcome else 0.0,
         "embed_seconds": round(embed_seconds, 3),
         "items_per_second": round(embedded / embed_seconds, 1) if embed_seconds else None,
-        "total_seconds": round(time.monotonic() - started, 3),
         "batch_size": config.batch_size,
         "cache_uri": config.cache_uri,
         "created_at": datetime.now(timezone.utc).isoformat(),
         "gfm_version": __version__,
         **(outcome.extra if outcome else {}),
     }
+
+
+def featurize_with(
+    items: pd.DataFrame, config: FeaturizeConfig, backend: EmbedBackend
+) -> ItemEmbeddings:
+    """Featurize ``items`` with the given embedding backend.
+
+    :func:`featurize_items` and :func:`gfm.featurize.featurize_items_ray`
+    call this with their backend, so the steps around embedding are shared.
+    """
+    started = time.monotonic()
+    catalog = prepare_texts(items, config)
+    logger.info("featurizing %d items (%s)", len(catalog.texts), catalog.items_per_type)
+    model = resolve_model(config.model, config.max_length)
+
+    keys = [cache_key(model, template, config.template_version, text)
+            for template, text in zip(catalog.templates, catalog.texts)]
+    cache = EmbeddingCache(config.cache_uri, model) if config.cache_uri else None
+    if cache is not None:
+        cache.load()
+        found, cached = cache.lookup(keys)
+    else:
+        found, cached = np.zeros(len(keys), dtype=bool), np.zeros((0, 0), np.float32)
+
+    missing_rows = np.flatnonzero(~found)
+    outcome = None
+    if missing_rows.size:
+        outcome = backend([catalog.texts[row] for row in missing_rows], model, config)
+        if cache is not None:
+            cache.add([keys[row] for row in missing_rows], outcome.matrix)
+    matrix = _assemble(found, cached, outcome)
+
+    metadata = _metadata(config, catalog, model, matrix.shape[1], found, outcome)
+    metadata["total_seconds"] = round(time.monotonic() - started, 3)
     logger.info("featurized %d items in %.1f s: %d embedded, %d reused, %d truncated, "
-                "engine %s, %s items/s", num_items, metadata["total_seconds"], embedded,
-                metadata["reused"], metadata["truncated"], metadata["engine"],
-                metadata["items_per_second"])
+                "engine %s, %s items/s", len(matrix), metadata["total_seconds"],
+                metadata["embedded"], metadata["reused"], metadata["truncated"],
+                metadata["engine"], metadata["items_per_second"])
     return ItemEmbeddings(
         item_ids=items["item_id"].astype(str).tolist(),
         item_types=items["item_type"].astype(str).tolist(),
@@ -204,7 +212,7 @@ def featurize_dataset(
     Returns:
         The saved embeddings.
     """
-    items = storage.read_table(storage.join(dataset_uri, ITEMS_FILE)).to_pandas()
+    items = table_to_frame(storage.read_table(storage.join(dataset_uri, ITEMS_FILE)))
     if config.ray.enabled:
         from gfm.featurize.distributed import featurize_items_ray
 

