@@ -32,7 +32,7 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def gfm_logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """``caplog`` that sees the ``gfm`` logger even after an entry point
+    """``caplog`` that captures the ``gfm`` logger even after an entry point
     configured it not to propagate."""
     monkeypatch.setattr(logging.getLogger("gfm"), "propagate", True)
     caplog.set_level(logging.INFO, logger="gfm")

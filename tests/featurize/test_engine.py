@@ -53,7 +53,7 @@ def test_resolve_device_cuda_without_gpu_raises(monkeypatch):
     monkeypatch.setattr(engine_module, "cuda_available", lambda: False)
 
     assert resolve_device(None) == "cpu"
-    with pytest.raises(ValueError, match="torch sees no GPU"):
+    with pytest.raises(ValueError, match="torch finds no GPU"):
         resolve_device("cuda")
 
 
