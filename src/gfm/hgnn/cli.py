@@ -70,10 +70,8 @@ def _rayjob(args: argparse.Namespace) -> int:
     from gfm.hgnn import HGNNConfig, kuberay
 
     config = HGNNConfig.from_dict(load_settings(args.config, args.config_json))
-    job_config = config.to_dict()
-    job_config.pop("cluster")
     entrypoint = kuberay.train_entrypoint(
-        args.graph, args.out, job_config, args.resume_from
+        args.graph, args.out, config.non_defaults(), args.resume_from
     )
     body = kuberay.build_rayjob(
         args.name or kuberay.rayjob_name(config.cluster.name_prefix),
@@ -81,6 +79,7 @@ def _rayjob(args: argparse.Namespace) -> int:
         config.cluster,
         image=config.cluster.image or settings.image("train"),
         use_gpu=config.use_gpu,
+        suspend=args.suspend,
     )
     sys.stdout.write(yaml.safe_dump(body, sort_keys=False))
     return 0
@@ -133,5 +132,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rayjob.add_argument("--out", required=True, help="output folder, gs://")
     rayjob.add_argument("--resume-from", help="folder to warm-start from")
     rayjob.add_argument("--name", help="RayJob name (default: prefix and UTC time)")
+    rayjob.add_argument(
+        "--suspend",
+        action="store_true",
+        help="create it suspended (spec.suspend), to start it later",
+    )
     add_settings(rayjob)
     rayjob.set_defaults(func=_rayjob)

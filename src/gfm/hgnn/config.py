@@ -233,6 +233,17 @@ class HGNNConfig:
         """Return the settings as plain JSON-ready values."""
         return dataclasses.asdict(self)
 
+    def non_defaults(self) -> dict[str, Any]:
+        """Return the settings that differ from the defaults, ``cluster`` left out.
+
+        The ``rayjob`` and ``job-submission`` launchers pass these to the job,
+        which keeps its command line short.
+        """
+        default = HGNNConfig().to_dict()
+        values = self.to_dict()
+        values.pop("cluster")
+        return {k: v for k, v in values.items() if v != default[k]}
+
     def replace(self, **changes: Any) -> HGNNConfig:
         """Return a copy with some settings changed (and validated)."""
         return dataclasses.replace(self, **changes)

@@ -63,8 +63,9 @@ class ClusterConfig:
         image: container image of head and workers; ``None`` uses
             ``gfm.settings.image("train")``.
         ray_version: Ray version of the image, for KubeRay.
-        service_account: service account of the pods (for ``gs://``
-            access through Workload Identity); ``None`` uses the default.
+        service_account: service account of the pods, which read and write
+            ``gs://`` (through Workload Identity on GKE); ``None`` uses the
+            namespace's default.
         head_cpu: CPU request and limit of the head (Kubernetes quantity).
         head_memory: memory of the head; the driver embeds the full graph
             there after training.
@@ -84,17 +85,19 @@ class ClusterConfig:
             ``RayJob``; ``None`` sets no deadline.
         timeout_s: seconds :func:`wait_for_rayjob` and
             :func:`wait_for_ray_job` wait before raising ``TimeoutError``.
+        delete_on_timeout: delete a ``RayJob`` that timed out (and with it
+            its RayCluster), or stop a submitted job that timed out.
         poll_interval_s: seconds between status polls.
         address: dashboard address of a running RayCluster for the
             ``job-submission`` launcher, such as
             ``http://raycluster-head-svc.ray:8265``.
     """
 
-    namespace: str = "default"
+    namespace: str = "gfm"
     name_prefix: str = "gfm-hgnn"
     image: str | None = None
     ray_version: str = "2.60.0"
-    service_account: str | None = None
+    service_account: str | None = "gfm-workload"
     head_cpu: str = "4"
     head_memory: str = "16Gi"
     worker_replicas: int = 2
@@ -109,6 +112,7 @@ class ClusterConfig:
     ttl_seconds_after_finished: int = 3600
     active_deadline_seconds: int | None = 6 * 3600
     timeout_s: float = 6 * 3600.0
+    delete_on_timeout: bool = True
     poll_interval_s: float = 15.0
     address: str | None = None
 
@@ -234,6 +238,7 @@ def build_rayjob(
     image: str,
     use_gpu: bool = True,
     runtime_env: Mapping[str, Any] | None = None,
+    suspend: bool = False,
 ) -> dict[str, Any]:
     """Build a KubeRay ``RayJob`` object (``ray.io/v1``) as a plain dict.
 
@@ -246,6 +251,8 @@ def build_rayjob(
             GPU tolerations and node selector.
         runtime_env: Ray runtime environment of the job, written to
             ``runtimeEnvYAML``.
+        suspend: create it suspended; KubeRay starts no cluster until
+            ``spec.suspend`` is set to false.
 
     Returns:
         The object, ready for ``CustomObjectsApi.create_namespaced_custom_object``.
@@ -297,6 +304,8 @@ def build_rayjob(
             ],
         },
     }
+    if suspend:
+        spec["suspend"] = True
     if cluster.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = cluster.active_deadline_seconds
     if runtime_env:
@@ -379,6 +388,7 @@ def wait_for_rayjob(
     timeout_s: float,
     poll_interval_s: float,
     max_api_errors: int = 5,
+    delete_on_timeout: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
@@ -392,6 +402,8 @@ def wait_for_rayjob(
         poll_interval_s: seconds between polls.
         max_api_errors: consecutive transient API errors (429, 5xx) retried
             before giving up.
+        delete_on_timeout: delete the ``RayJob`` before raising
+            ``TimeoutError``, so its RayCluster releases the GPUs.
         clock: monotonic time source, in seconds.
         sleep: waits the given seconds.
 
@@ -445,12 +457,24 @@ def wait_for_rayjob(
                 f"see kubectl -n {namespace} logs -l job-name={name}"
             )
         if clock() >= deadline:
-            raise TimeoutError(
+            message = (
                 f"RayJob {namespace}/{name} did not finish within {timeout_s:.0f} s "
-                f"(deployment {seen[0]}, job {seen[1]}); it keeps running until "
-                f"activeDeadlineSeconds, or delete it with kubectl -n {namespace} "
-                f"delete rayjob {name}"
+                f"(deployment {seen[0]}, job {seen[1]})"
             )
+            if not delete_on_timeout:
+                raise TimeoutError(
+                    f"{message}; it keeps running until activeDeadlineSeconds, or "
+                    f"delete it with kubectl -n {namespace} delete rayjob {name}"
+                )
+            api.delete_namespaced_custom_object(
+                group=RAYJOB_GROUP,
+                version=RAYJOB_VERSION,
+                namespace=namespace,
+                plural=RAYJOB_PLURAL,
+                name=name,
+            )
+            logger.error("%s; deleted it", message)
+            raise TimeoutError(f"{message}; deleted it and its RayCluster")
         sleep(poll_interval_s)
 
 
@@ -489,6 +513,7 @@ def wait_for_ray_job(
     *,
     timeout_s: float,
     poll_interval_s: float,
+    stop_on_timeout: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
@@ -496,8 +521,8 @@ def wait_for_ray_job(
 
     Raises:
         RayJobFailedError: if it failed or was stopped (with its log's tail).
-        TimeoutError: if it did not end within ``timeout_s``; the job is
-            stopped first.
+        TimeoutError: if it did not end within ``timeout_s``; with
+            ``stop_on_timeout`` the job is stopped first.
     """
     from ray.job_submission import JobStatus
 
@@ -516,7 +541,14 @@ def wait_for_ray_job(
                 f"Ray job {job_id} ended {status.value}; log tail:\n{tail}"
             )
         if clock() >= deadline:
+            if not stop_on_timeout:
+                raise TimeoutError(
+                    f"Ray job {job_id} did not finish within {timeout_s:.0f} s"
+                )
             client.stop_job(job_id)
+            logger.error(
+                "Ray job %s timed out after %.0f s; stopped it", job_id, timeout_s
+            )
             raise TimeoutError(
                 f"Ray job {job_id} did not finish within {timeout_s:.0f} s and was stopped"
             )

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gfm import settings, storage
+from gfm import storage
 from gfm.embeddings import ItemEmbeddings
-from gfm.hgnn import kuberay
 from gfm.hgnn.artifacts import (
     HGNNModel,
     check_graph,
@@ -76,7 +75,10 @@ def train_hgnn(
     """
     if config.launcher == "local":
         return _train_with_ray(graph_uri, out_uri, config, resume_from)
-    return _train_on_cluster(graph_uri, out_uri, config, resume_from)
+    from gfm.hgnn.remote import train_on_cluster
+
+    train_on_cluster(graph_uri, out_uri, config, resume_from)
+    return read_result(out_uri)
 
 
 def _train_with_ray(
@@ -187,55 +189,3 @@ def read_result(out_uri: str) -> HGNNResult:
         metrics=metrics,
         checkpoint_uri=metrics.get("checkpoint_uri", ""),
     )
-
-
-def _train_on_cluster(
-    graph_uri: str, out_uri: str, config: HGNNConfig, resume_from: str | None
-) -> HGNNResult:
-    for name, uri in (("graph_uri", graph_uri), ("out_uri", out_uri)):
-        if not storage.is_gcs(uri):
-            raise ValueError(
-                f"launcher {config.launcher!r} runs on a Ray cluster that cannot read "
-                f"the local path {name}={uri!r}; pass gs:// URIs or use launcher 'local'"
-            )
-    cluster = config.cluster
-    job_config = config.to_dict()
-    job_config.pop("cluster")
-    entrypoint = kuberay.train_entrypoint(graph_uri, out_uri, job_config, resume_from)
-
-    if config.launcher == "rayjob":
-        body = kuberay.build_rayjob(
-            kuberay.rayjob_name(cluster.name_prefix),
-            entrypoint,
-            cluster,
-            image=cluster.image or settings.image("train"),
-            use_gpu=config.use_gpu,
-        )
-        api = kuberay.custom_objects_api()
-        name = kuberay.submit_rayjob(body, api)
-        kuberay.wait_for_rayjob(
-            name,
-            cluster.namespace,
-            api,
-            timeout_s=cluster.timeout_s,
-            poll_interval_s=cluster.poll_interval_s,
-        )
-    else:
-        if not cluster.address:
-            raise ValueError(
-                "launcher 'job-submission' needs cluster.address, the dashboard "
-                "address of a running RayCluster (http://HOST:8265)"
-            )
-        # A running cluster's containers lack cluster.env, so it travels
-        # in the job's runtime environment.
-        runtime_env = {"env_vars": dict(cluster.env)} if cluster.env else None
-        client, job_id = kuberay.submit_ray_job(
-            cluster.address, entrypoint, runtime_env=runtime_env
-        )
-        kuberay.wait_for_ray_job(
-            client,
-            job_id,
-            timeout_s=cluster.timeout_s,
-            poll_interval_s=cluster.poll_interval_s,
-        )
-    return read_result(out_uri)
