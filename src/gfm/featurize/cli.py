@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from gfm import storage
+from gfm.featurize.config import ENGINES
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="YAML or JSON settings file; its 'featurize' section is used when present, "
              "else the whole document",
     )
-    parser.add_argument("--engine", choices=("auto", "vllm", "sentence-transformers"),
+    parser.add_argument("--engine", choices=ENGINES,
                         default=None, help="embedding engine (overrides the file)")
     parser.add_argument("--model", default=None, help="model folder or name (overrides the file)")
     parser.add_argument("--batch-size", type=int, default=None,

@@ -180,7 +180,7 @@ def choose_engine(engine: str, device: str) -> tuple[str, str]:
     if not vllm_installed():
         return SENTENCE_TRANSFORMERS, "auto: vLLM is not installed"
     if device != "cuda":
-        return SENTENCE_TRANSFORMERS, "auto: no GPU, and vLLM on CPU is slower to load"
+        return SENTENCE_TRANSFORMERS, "auto: no GPU; set engine 'vllm' to use vLLM on CPU"
     return VLLM, "auto: vLLM is installed and a GPU is present"
 
 
