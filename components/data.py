@@ -27,11 +27,12 @@ def ingest(
     every row the validation would drop into an error. The artifact's
     metadata gets the row counts and the dropped rows.
     """
+    from gfm.components import decode_parameter
     from gfm.data import load_dataset
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    options = dict(config or {})
+    options = dict(decode_parameter(config) or {})
     if dataset_name == "files":
         options["path"] = files_uri
     elif files_uri:
@@ -66,12 +67,13 @@ def split(
     number of cold items and the rows dropped by each reason. The split's
     metadata gets the same part sizes.
     """
+    from gfm.components import decode_parameter
     from gfm.data import Dataset
     from gfm.data.splits import SplitConfig, split_dataset
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    result = split_dataset(Dataset.load(dataset.path), SplitConfig.from_dict(config))
+    result = split_dataset(Dataset.load(dataset.path), SplitConfig.from_dict(decode_parameter(config)))
     result.save(split.path)
 
     counts = result.report["counts"]

@@ -28,12 +28,13 @@ def deploy(
     import os
 
     from gfm import storage
+    from gfm.components import decode_parameter
     from gfm.logging_setup import configure_logging
     from gfm.serving.deploy import deploy_bundle
     from gfm.serving.deploy_config import DeployConfig
 
     configure_logging()
-    result = deploy_bundle(bundle.uri, DeployConfig.from_dict(config))
+    result = deploy_bundle(bundle.uri, DeployConfig.from_dict(decode_parameter(config)))
     os.makedirs(decision.path, exist_ok=True)
     storage.write_json(os.path.join(decision.path, "deploy.json"), result.to_dict())
     decision.metadata.update(

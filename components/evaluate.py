@@ -40,6 +40,7 @@ def evaluate(
     import os
 
     from gfm import storage
+    from gfm.components import decode_parameter
     from gfm.evaluation.config import EvaluationConfig
     from gfm.evaluation.report import REPORT_HTML, REPORT_MD
     from gfm.evaluation.stage import evaluate_artifacts
@@ -54,7 +55,7 @@ def evaluate(
         hgnn_uri=hgnn_embeddings.path,
         model_uris=[model.path for model in models],
         out_uri=metrics.path,
-        config=EvaluationConfig.from_dict(config),
+        config=EvaluationConfig.from_dict(decode_parameter(config)),
     )
     storage.write_text(report.path, storage.read_text(os.path.join(metrics.path, REPORT_MD)))
     storage.write_text(plot.path, storage.read_text(os.path.join(metrics.path, REPORT_HTML)))

@@ -20,11 +20,12 @@ def featurize(
     picked per ``config["engine"]``, so the GPU this task is given decides
     between vLLM and sentence-transformers under ``"auto"``.
     """
+    from gfm.components import decode_parameter
     from gfm.featurize import FeaturizeConfig, featurize_dataset
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(config))
+    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(decode_parameter(config)))
     metadata = result.metadata
     embeddings.metadata.update(
         num_items=len(result),

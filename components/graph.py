@@ -25,13 +25,14 @@ def build_graph(
     counts per type and relation, the isolated nodes and the drops per rule.
     """
     from gfm import storage
+    from gfm.components import decode_parameter
     from gfm.embeddings import ItemEmbeddings
     from gfm.graph import GraphConfig, save_graph
     from gfm.graph import build_graph as build_co_interaction_graph
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    graph_config = GraphConfig.from_dict(config)
+    graph_config = GraphConfig.from_dict(decode_parameter(config))
     items = storage.read_table(
         storage.join(dataset.path, "items.parquet"), columns=["item_id", "item_type"]
     ).to_pandas()

@@ -33,6 +33,7 @@ def train_two_tower(
     every dropped row or item by reason. ``model.metadata`` gets the product,
     its item types, the vector dimension and the same recall figures.
     """
+    from gfm.components import decode_parameter
     from gfm.logging_setup import configure_logging
     from gfm.twotower.config import TwoTowerConfig
     from gfm.twotower.stage import train_product
@@ -45,7 +46,7 @@ def train_two_tower(
         hgnn_uri=hgnn_embeddings.path,
         product=product,
         item_types=list(item_types),
-        config=TwoTowerConfig.from_dict(config),
+        config=TwoTowerConfig.from_dict(decode_parameter(config)),
         out_uri=model.path,
     )
 
