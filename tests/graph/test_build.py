@@ -117,7 +117,7 @@ def test_features_with_another_item_type():
         build_graph(interactions, items, features, OPEN)
 
 
-def test_features_beyond_the_catalog_are_counted():
+def test_features_outside_catalog_counted():
     items = make_items({"movie": ["a", "b"]})
     features = ItemEmbeddings(
         ["z", "b", "a"], ["movie"] * 3, np.arange(6, dtype=np.float32).reshape(3, 2)

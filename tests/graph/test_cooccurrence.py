@@ -134,7 +134,7 @@ def _star_tables():
     return make_interactions(rows), items
 
 
-def test_top_k_union_keeps_each_nodes_best():
+def test_top_k_union_keeps_best_neighbor():
     interactions, items = _star_tables()
     config = GraphConfig(window_days=None, min_count=1, top_k=1, top_k_mode="union",
                          weight="jaccard")
@@ -212,7 +212,7 @@ def test_undated_rows_keep_or_drop():
         build_graph(interactions, items, None, GraphConfig(untimed="drop", **ALL_PAIRS))
 
 
-def test_undated_rows_rank_as_most_recent_by_weight():
+def test_undated_rows_rank_most_recent():
     items = make_items({"movie": ["old", "new", "heavy", "light"]})
     interactions = make_interactions(
         [("u1", "old", 1), ("u1", "new", 50), ("u1", "heavy", None, 9.0),

@@ -54,13 +54,13 @@ def test_lastfm_graph(lastfm):
         "artist__co__artist", "artist__co__tag", "tag__co__artist", "tag__co__tag",
     ]
     assert stats["edges"]["artist__co__tag"] == stats["edges"]["tag__co__artist"]
-    # Listens carry no timestamp; tag applications do.
+    # Listens carry no timestamp, but tag applications do.
     assert stats["interactions"]["undated"] == 92_834
     assert stats["items_without_interactions"]["artist"] == 0
     assert stats["isolated_nodes"]["tag"] > 0
 
 
-def test_lastfm_default_window_keeps_undated_listens(lastfm):
+def test_lastfm_window_keeps_undated_listens(lastfm):
     result = build_graph(lastfm.interactions, lastfm.items, None, GraphConfig())
 
     stats = result.stats
