@@ -1,10 +1,11 @@
 """Approximate maximum inner product search with a faiss inverted-file index.
 
 Exact scoring reads the whole item matrix for every query, so its cost grows
-with the catalog: on 2 CPU cores one 128-dimensional query takes about 5 ms
-over 100,000 items and 50 ms over 1,000,000 (``benchmarks/serving.py``). An
+with the catalog. With one thread on 2 shared CPU cores, one 128-dimensional
+query took a median of about 18 ms over 100,000 items and 190 ms over
+1,000,000 (``benchmarks/serving.py``, ``docs/benchmarks/serving.md``). An
 ``IndexIVFFlat`` clusters the items into ``nlist`` inverted lists and scans
-only the ``nprobe`` lists nearest to the query, trading some recall for a
+only the ``nprobe`` lists nearest to the query. It trades some recall for a
 scan of roughly ``nprobe / nlist`` of the catalog.
 """
 

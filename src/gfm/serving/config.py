@@ -35,8 +35,12 @@ class ServingConfig:
             ``ann_min_items`` items).
         ann_min_items: smallest catalog that gets the ``ivf`` index.
         ann_nprobe: number of inverted lists the ``ivf`` index searches.
-        torch_threads: intra-op threads of torch for scoring; 0 keeps torch's
-            default.
+        torch_threads: intra-op threads of torch (and faiss) for scoring; 0
+            keeps torch's default of one per core. The default is 1 because
+            one request's tensors are small, and a pool of threads that wait
+            for each other slows every request when the cores are shared or
+            CPU-limited. ``benchmarks/serving.py`` measured 0.4 ms against
+            73 ms median latency on MovieLens-1M on 2 busy cores.
     """
 
     model_name: str = "gfm"
@@ -47,9 +51,9 @@ class ServingConfig:
     max_history: int = 200
     exclude_consumed: bool = True
     index: str = "exact"
-    ann_min_items: int = 200_000
+    ann_min_items: int = 100_000
     ann_nprobe: int = 64
-    torch_threads: int = 0
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_instances", "max_k", "default_k", "max_history",
