@@ -69,7 +69,7 @@ def train_two_tower(
         config: the settings; ``None`` uses the defaults.
 
     Returns:
-        The trained model; ``model.metrics`` holds the training curve, the
+        The trained model; ``model.metrics`` contains the training curve, the
         best validation recall, the popularity baseline's recall on the same
         split, counts and every row or item left out, by reason.
 
@@ -278,7 +278,7 @@ def _train_epoch(
     user_tower.train()
     item_tower.train()
     order = torch.randperm(len(data.example_items), generator=generator)
-    # A final batch of one pair has no negatives, so it is folded away.
+    # A final batch of a single pair has no negatives, so it is skipped.
     starts = range(0, len(order) - 1, config.batch_size)
     if progress_enabled():
         from tqdm import tqdm
@@ -287,8 +287,6 @@ def _train_epoch(
     total, batches = 0.0, 0
     for start in starts:
         batch = order[start:start + config.batch_size]
-        if len(batch) < 2:
-            continue
         users = data.example_users[batch]
         items = data.example_items[batch]
         inputs = data.user_inputs(
