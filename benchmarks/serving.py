@@ -1,11 +1,11 @@
 """Latency and throughput of the recommendation server on loopback.
 
 For each catalog (MovieLens-1M, and a synthetic catalog of 1,000,000 items)
-the script starts ``gfm serve`` on 127.0.0.1, drives it with ``wrk`` (a real
-HTTP load generator; ``apt-get install wrk``) at concurrency 1, 8 and 32 with
-V1 requests of one instance each, and in the same run times the same scoring
-code called in-process (``Recommender.recommend`` on parsed requests), the
-lower bound without HTTP. The 1M catalog runs with exact search and with the
+the script starts ``gfm serve`` on 127.0.0.1. It drives the server with
+``wrk``, a real HTTP load generator (``apt-get install wrk``), at concurrency
+1, 8 and 32, with V1 requests of one instance each. In the same run it times
+the same scoring code called in-process (``Recommender.recommend`` on parsed
+requests), the lower bound without HTTP. The 1M catalog runs with exact search and with the
 IVF index. A last table times one query in-process over catalogs of growing
 size, exact against IVF, to show where exact search becomes too slow.
 
@@ -84,8 +84,8 @@ def free_port() -> int:
 
 
 def request_mix(recommender: Recommender, product: str, count: int, seed: int) -> list[dict]:
-    """Instances like a live service sees: known users, users sending a recent
-    history only, and a few cold users (popularity fallback)."""
+    """Build a mix of instances like live traffic: known users, users who send
+    only a recent history, and a few cold users (popularity fallback)."""
     from gfm import storage
 
     rng = random.Random(seed)
@@ -176,8 +176,7 @@ def run_wrk(url: str, bodies: Path, script: Path, connections: int, seconds: flo
 
 def write_bodies(instances: list[dict], path: Path) -> None:
     with open(path, "w") as out:
-        for instance in instances:
-            out.write(json.dumps({"instances": [instance]}) + "\n")
+        out.writelines(json.dumps({"instances": [instance]}) + "\n" for instance in instances)
 
 
 def benchmark_catalog(name: str, bundle: str, product: str, variants: dict[str, dict],
@@ -219,8 +218,8 @@ def catalog_sweep(sizes: list[int], dim: int, queries: int, nprobe: int) -> None
     from gfm.serving.scoring import ProductCatalog
 
     rng = np.random.default_rng(0)
-    print(f"\n| items | dim | exact p50 ms | exact p99 ms | ivf p50 ms | ivf p99 ms | "
-          f"ivf recall@10 | ivf build s |")
+    print("\n| items | dim | exact p50 ms | exact p99 ms | ivf p50 ms | ivf p99 ms | "
+          "ivf recall@10 | ivf build s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         centers = rng.standard_normal((max(10, size // 500), dim)).astype(np.float32)

@@ -16,7 +16,7 @@ def deploy(
     """Create or patch the InferenceService if the bundle passes the gate.
 
     ``bundle.uri`` (a ``gs://`` prefix in a cluster run) becomes the
-    predictor's ``STORAGE_URI``. ``config`` holds ``DeployConfig`` settings
+    predictor's ``STORAGE_URI``. ``config`` contains ``DeployConfig`` settings
     (empty dict = defaults; ``{"dry_run": true}`` decides and writes the
     object without calling the Kubernetes API). ``decision`` is a folder with
     ``deploy.json``: the action, the gate's per-product comparison and the
@@ -27,8 +27,9 @@ def deploy(
     """
     import os
 
-    from gfm import storage
     from gfm.components import decode_parameter
+
+    from gfm import storage
     from gfm.logging_setup import configure_logging
     from gfm.serving.deploy import deploy_bundle
     from gfm.serving.deploy_config import DeployConfig

@@ -205,11 +205,11 @@ class TestBundle:
     features_only_user: str
 
 
-def collaborative_embeddings(train, items) -> "ItemEmbeddings":
+def collaborative_embeddings(train, items) -> Any:
     """Item factors from an SVD of the training item-user matrix.
 
     They stand in for the HGNN embeddings, which would take minutes to train,
-    and cover every catalog movie (zero rows for movies nobody rated).
+    and cover every catalog movie (zero rows for movies without ratings).
     """
     import numpy as np
 
@@ -289,10 +289,9 @@ def start_server(bundle_uri: str, log_path: Path, config: dict | None = None
                "--port", str(port)]
     if config:
         command += ["--config", json.dumps(config)]
-    log = open(log_path, "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, GFM_LOG_LEVEL="INFO"))
-    log.close()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, GFM_LOG_LEVEL="INFO"))
     return RunningServer(f"http://127.0.0.1:{port}", process, log_path)
 
 

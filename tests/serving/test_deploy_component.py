@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from gfm.components.deploy import deploy
 from kfp import dsl
 
-from gfm.components.deploy import deploy
 from gfm.serving import deploy as deploy_module
 
 

@@ -86,8 +86,9 @@ def test_gate_fails_dropped_product(card_bundle):
     candidate = read_bundle_cards(card_bundle("v2", {"movie": 0.3}))
     result = evaluate_gate(candidate, deployed, DeployConfig())
     assert not result.passed
-    assert result.reasons == ["product 'music' is served by the deployed bundle v1 but "
-                              "missing from the candidate"]
+    assert result.reasons == [
+        "product 'music' is served by the deployed bundle v1 but missing from the candidate"
+    ]
 
 
 def test_gate_fails_incomparable_cards(card_bundle):

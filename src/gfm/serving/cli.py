@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from gfm.serving.config import KSERVE_MODEL_DIR, ServingConfig
 
@@ -73,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _config_mapping(value: str | None) -> dict:
     if not value:
         return {}
-    text = open(value[1:], encoding="utf-8").read() if value.startswith("@") else value
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
     mapping = json.loads(text)
     if not isinstance(mapping, dict):
         raise ValueError(f"expected a JSON object, got {type(mapping).__name__}")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -51,10 +52,10 @@ class RecommendClient:
         self.model_name = model_name
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
 
-    def __enter__(self) -> "RecommendClient":
+    def __enter__(self) -> RecommendClient:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 # Folder into which the KServe storage initializer downloads ``STORAGE_URI``.
 KSERVE_MODEL_DIR = "/mnt/models"
@@ -79,17 +80,26 @@ class ServingConfig:
             raise ValueError("serving.model_name must not be empty")
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any] | None) -> "ServingConfig":
+    def from_dict(cls, mapping: Mapping[str, Any] | None) -> ServingConfig:
         """Build the settings from a mapping, with defaults for missing keys.
 
         Raises:
             ValueError: naming any key that is not a setting.
         """
-        mapping = dict(mapping or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown serving settings {unknown}; expected keys among {sorted(known)}"
-            )
-        return cls(**mapping)
+        return settings_from_dict(cls, mapping, "serving")
+
+
+def settings_from_dict(cls: type, mapping: Mapping[str, Any] | None, section: str) -> Any:
+    """Build the settings dataclass ``cls`` from ``mapping``.
+
+    Raises:
+        ValueError: naming any key of ``mapping`` that is not a field of ``cls``.
+    """
+    values = dict(mapping or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {section} settings {unknown}; expected keys among {sorted(known)}"
+        )
+    return cls(**values)

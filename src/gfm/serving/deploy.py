@@ -220,9 +220,9 @@ def deploy_bundle(bundle_uri: str, config: DeployConfig, client: Any = None) -> 
         deployed_cards = _read_deployed_cards(deployed_uri, deployed_version)
 
     if current is not None and deployed_cards is None:
-        gate = GateResult(passed=False, reasons=[
-            f"the model cards of the deployed bundle {deployed_storage_uri(current)!r} "
-            "could not be read, so the candidate cannot be compared"])
+        reason = (f"the model cards of the deployed bundle {deployed_storage_uri(current)!r} "
+                  "could not be read, so the candidate cannot be compared")
+        gate = GateResult(passed=False, reasons=[reason])
     else:
         gate = evaluate_gate(candidate, deployed_cards, config)
     if not gate.passed and not config.force:

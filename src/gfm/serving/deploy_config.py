@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
+from gfm.serving.config import ServingConfig, settings_from_dict
 
 DEPLOYMENT_MODES = ("Knative", "Standard")
 
@@ -98,22 +100,13 @@ class DeployConfig:
         if self.ready_timeout_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("deploy.ready_timeout_s and deploy.poll_interval_s must be "
                              "positive")
-        from gfm.serving.config import ServingConfig
-
         ServingConfig.from_dict(self.serving)
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any] | None) -> "DeployConfig":
+    def from_dict(cls, mapping: Mapping[str, Any] | None) -> DeployConfig:
         """Build the settings from a mapping, with defaults for missing keys.
 
         Raises:
             ValueError: naming any key that is not a setting.
         """
-        mapping = dict(mapping or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown deploy settings {unknown}; expected keys among {sorted(known)}"
-            )
-        return cls(**mapping)
+        return settings_from_dict(cls, mapping, "deploy")

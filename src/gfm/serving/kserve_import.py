@@ -14,9 +14,9 @@ import sys
 _argv = sys.argv
 sys.argv = _argv[:1]
 try:
-    import kserve  # noqa: E402
-    import kserve.errors  # noqa: E402,F401
-    import kserve.model_server  # noqa: E402,F401
+    import kserve
+    import kserve.errors
+    import kserve.model_server
 finally:
     sys.argv = _argv
 

@@ -64,7 +64,7 @@ class RecommenderModel(kserve.Model):
             # The recommender is assigned only once it is complete, so no
             # request can see a partly built one.
             recommender = Recommender.load(uri, self.config)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             # A corrupt bundle can fail in any reader (Parquet, NumPy, torch),
             # and each failure must leave the server up but unready.
             self.load_error = f"{type(error).__name__}: {error}"

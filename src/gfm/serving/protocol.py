@@ -59,7 +59,7 @@ def decode_v1(payload: Any) -> Any:
     return payload["instances"]
 
 
-def decode_v2(request: "kserve.InferRequest") -> list[Any]:
+def decode_v2(request: kserve.InferRequest) -> list[Any]:
     """Return the instances carried by a V2 request's ``instances`` tensor.
 
     Raises:
@@ -109,7 +109,7 @@ def decode_v2(request: "kserve.InferRequest") -> list[Any]:
     return instances
 
 
-def _tensor_elements(tensor: "kserve.InferInput") -> list[Any]:
+def _tensor_elements(tensor: kserve.InferInput) -> list[Any]:
     data = tensor.data
     if data is None:
         # Binary tensor extension: the elements arrive as raw bytes.
@@ -138,7 +138,7 @@ def encode_v2(
     model_name: str,
     model_version: str,
     request_id: str | None,
-) -> "kserve.InferResponse":
+) -> kserve.InferResponse:
     """Build the V2 response: one ``recommendations`` BYTES tensor of JSON texts."""
     texts = [json.dumps(p, separators=(",", ":")) for p in predictions]
     output = kserve.InferOutput(

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ class Recommender:
         )
 
     @classmethod
-    def load(cls, uri: str, config: ServingConfig | None = None) -> "Recommender":
+    def load(cls, uri: str, config: ServingConfig | None = None) -> Recommender:
         """Load and check the bundle below ``uri`` (a folder or ``gs://`` prefix).
 
         Raises:

@@ -21,9 +21,10 @@ are invalid, so a misspelt option never passes silently.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 INSTANCE_KEYS = ("product", "k", "user_id", "history", "exclude_consumed", "item_types")
 
@@ -245,7 +246,7 @@ def _parse_event(where: str, entry: dict) -> tuple[str, float | None]:
 def _to_unix_seconds(moment: datetime) -> float:
     # A time without a zone is read as UTC, as the interactions table stores it.
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -10,8 +10,8 @@ product ``[batch, dim] @ [dim, num_items]`` and one ``torch.topk``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
