@@ -38,8 +38,6 @@ class EvaluationContext:
             interactions; rows of ``history``.
         history: ``[num_users, num_all_items]`` CSR matrix, the number of
             history interactions of each user with each item.
-        history_frame: the history interactions themselves (``user_id``,
-            ``item_id``, ``timestamp``, ``weight``, ``event_type``).
         eval_user_ids: ``[num_eval_users]`` users with at least one test
             positive in this product, sorted.
         eval_user_rows: ``[num_eval_users]`` row of each evaluated user in
@@ -61,7 +59,6 @@ class EvaluationContext:
     product_columns: np.ndarray
     user_ids: list[str]
     history: sp.csr_matrix
-    history_frame: pd.DataFrame
     eval_user_ids: list[str]
     eval_user_rows: np.ndarray
     positives: sp.csr_matrix
@@ -217,7 +214,6 @@ def build_context(
         product_columns=product_columns,
         user_ids=user_ids,
         history=history_matrix,
-        history_frame=history.reset_index(drop=True),
         eval_user_ids=eval_user_ids,
         eval_user_rows=np.asarray([user_index[u] for u in eval_user_ids], np.int64),
         positives=positives,

@@ -47,8 +47,9 @@ class EvaluationResult:
         timings: per model, ``fit_s`` and ``score_s`` (seconds) and
             ``users`` scored.
         slices: slice name to its description.
-        report: the context's counts and drops, plus per-model fallback
-            counts.
+        report: the context's counts and drops, and per model the users
+            scored by the popularity fallback (``fallback_users``) and the
+            candidates without an item vector (``missing_items``).
     """
 
     product: str
@@ -95,15 +96,16 @@ def evaluate_scorers(context: EvaluationContext,
     result = EvaluationResult(
         product=context.product, rows=[], timings={},
         slices={s.name: s.description for s in slices},
-        report={"context": context.report, "fallback_users": {}},
+        report={"context": context.report, "fallback_users": {}, "missing_items": {}},
     )
     for scorer in scorers:
         with _torch_threads(context.config.num_threads):
             per_view, timing = _rank_all_users(context, scorer, views, offsets)
         result.timings[scorer.name] = timing
-        fallback = getattr(scorer, "fallback_users", None)
-        if fallback is not None:
-            result.report["fallback_users"][scorer.name] = int(fallback)
+        for counter in ("fallback_users", "missing_items"):
+            count = getattr(scorer, counter, None)
+            if count is not None:
+                result.report[counter][scorer.name] = int(count)
         for slice_ in slices:
             result.rows.append(_slice_row(context, scorer.name, slice_,
                                           views[slice_.view], per_view[slice_.view]))
