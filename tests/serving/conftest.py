@@ -246,13 +246,23 @@ def ml1m_bundle(data_dir, tmp_path_factory) -> TestBundle:
 
     config = TwoTowerConfig(tower_dims=(32, 16), use_llm=False, max_epochs=1,
                             batch_size=512, seed=0)
-    model = train_two_tower("movie", ["movie"], split.train, split.valid, dataset.items,
-                            users=users, hgnn=embeddings, llm=None, config=config)
+    # A second product over the same items, without user features, so one
+    # request can mix products whose towers differ.
+    products = {
+        "movie": train_two_tower("movie", ["movie"], split.train, split.valid,
+                                 dataset.items, users=users, hgnn=embeddings, llm=None,
+                                 config=config),
+        "movie_alt": train_two_tower("movie_alt", ["movie"], split.train, split.valid,
+                                     dataset.items, users=None, hgnn=embeddings, llm=None,
+                                     config=TwoTowerConfig.from_dict(dict(
+                                         config.to_dict(), seed=1,
+                                         use_user_features=False))),
+    }
     uri = str(tmp_path_factory.mktemp("bundles") / "ml1m")
-    export_bundle(uri, {"movie": model}, histories=split.train, users=users,
+    card = {"data": {"dataset": dataset.name, "users": SLICE_USERS}}
+    export_bundle(uri, products, histories=split.train, users=users,
                   hgnn=embeddings, llm=None, model_version="ml1m-test-1",
-                  model_cards={"movie": {"data": {"dataset": dataset.name,
-                                                  "users": SLICE_USERS}}})
+                  model_cards={"movie": card, "movie_alt": card})
 
     known_user = keep[0]
     consumed = set(split.train.loc[split.train["user_id"] == known_user, "item_id"])

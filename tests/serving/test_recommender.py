@@ -25,7 +25,7 @@ def ask(recommender, *instances):
 
 
 def test_recommender_product_types(recommender):
-    assert recommender.product_types == {"movie": ("movie",)}
+    assert recommender.product_types == {"movie": ("movie",), "movie_alt": ("movie",)}
     assert recommender.model_version == "ml1m-test-1"
     assert recommender.catalogs["movie"].dim == 16
 
@@ -76,6 +76,20 @@ def test_recommender_batch_equals_single_calls(recommender, ml1m_bundle):
     single = [ask(recommender, instance)[0] for instance in instances]
     assert [p["item_ids"] for p in batch] == [p["item_ids"] for p in single]
     assert [len(p["item_ids"]) for p in batch] == [4, 6, 2]
+
+
+def test_recommender_mixed_products_keep_order(recommender, ml1m_bundle):
+    user = ml1m_bundle.known_user
+    instances = [{"product": "movie_alt", "k": 5, "user_id": user},
+                 {"product": "movie", "k": 5, "user_id": user},
+                 {"product": "movie_alt", "k": 3},
+                 {"product": "movie", "k": 4, "history": ml1m_bundle.recent_items}]
+    batch = ask(recommender, *instances)
+    single = [ask(recommender, instance)[0] for instance in instances]
+    assert [p["product"] for p in batch] == ["movie_alt", "movie", "movie_alt", "movie"]
+    assert [p["item_ids"] for p in batch] == [p["item_ids"] for p in single]
+    assert batch[0]["item_ids"] != batch[1]["item_ids"]
+    assert batch[2]["fallback"] == "popularity"
 
 
 def test_recommender_scores_are_user_item_cosines(recommender, ml1m_bundle):

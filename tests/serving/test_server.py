@@ -223,7 +223,8 @@ def test_client_raises_on_bad_request(client):
 
 def test_server_metrics(client, ml1m_bundle):
     client.recommend([{"product": "movie", "k": 2}, {"product": "movie", "k": 2,
-                                                      "user_id": ml1m_bundle.known_user}])
+                                                      "user_id": ml1m_bundle.known_user},
+                      {"product": "movie_alt", "k": 2}])
     with pytest.raises(RecommendError):
         client.recommend([{"product": "movie", "k": 0}])
     text = client.metrics()
@@ -233,7 +234,10 @@ def test_server_metrics(client, ml1m_bundle):
     fallbacks = samples['gfm_recommend_fallbacks_total{model_name="gfm",product="movie",'
                         'reason="no_history"}']
     invalid = samples['gfm_recommend_invalid_requests_total{field="k",model_name="gfm"}']
+    alternative = samples['gfm_recommend_instances_total{model_name="gfm",'
+                          'product="movie_alt"}']
     assert instances >= 2
+    assert alternative >= 1
     assert fallbacks >= 1
     assert invalid >= 1
     assert 'request_predict_seconds_count{model_name="gfm"}' in samples
