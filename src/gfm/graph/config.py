@@ -64,7 +64,8 @@ class GraphConfig:
             catalog, in place of counting and dropping them.
         memory_limit: DuckDB ``memory_limit`` (for example ``"4GB"``). It caps
             DuckDB's buffer manager, beyond which joins and aggregations spill
-            to disk; the process also holds the inputs and the output graph.
+            to disk. The process needs more than this, because it also keeps
+            the catalog, the kept edges and the output graph.
         threads: DuckDB worker threads; None means one per CPU core.
         temp_directory: parent folder of DuckDB's working database and spill
             files (removed after the build); None means the system temporary
