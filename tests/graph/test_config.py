@@ -29,6 +29,18 @@ def test_from_dict_round_trip():
     assert GraphConfig.from_dict({}) == GraphConfig()
 
 
+def test_from_dict_whole_floats():
+    config = GraphConfig.from_dict(
+        {"min_count": 3.0, "top_k": 20.0, "window_days": 30.0}
+    )
+
+    assert config.min_count == 3
+    assert isinstance(config.min_count, int)
+    assert config.top_k == 20
+    assert isinstance(config.top_k, int)
+    assert config.window_days == 30.0
+
+
 def test_from_dict_unknown_key():
     with pytest.raises(ValueError, match=r"unknown graph setting\(s\) \['lookback'\]"):
         GraphConfig.from_dict({"lookback": 30})
@@ -67,7 +79,10 @@ def test_memory_limit_and_threads_reach_duckdb(random_tables, tmp_path):
 
     interactions, items = random_tables
     config = GraphConfig(
-        window_days=None, memory_limit="256MiB", threads=1, temp_directory=str(tmp_path / "t")
+        window_days=None,
+        memory_limit="256MiB",
+        threads=1,
+        temp_directory=str(tmp_path / "t"),
     )
     result = build_graph(interactions, items, None, config)
 

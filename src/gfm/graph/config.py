@@ -96,9 +96,11 @@ class GraphConfig:
         _check_choice("untimed", self.untimed, UNTIMED_POLICIES)
         _check_choice("weight", self.weight, WEIGHTS)
         _check_choice("top_k_mode", self.top_k_mode, TOP_K_MODES)
-        for name in ("max_items_per_user", "max_distance", "top_k", "threads"):
-            _check_positive_int(name, getattr(self, name), optional=True)
-        _check_positive_int("min_count", self.min_count, optional=False)
+        counts = ("max_items_per_user", "max_distance", "top_k", "threads", "min_count")
+        for name in counts:
+            value = _whole_number(getattr(self, name))
+            _check_positive_int(name, value, optional=name != "min_count")
+            setattr(self, name, value)
         if self.max_items_per_user is not None and self.max_items_per_user < 2:
             raise ValueError(
                 f"graph.max_items_per_user={self.max_items_per_user} leaves no "
@@ -141,6 +143,14 @@ class GraphConfig:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"graph.{name}={value!r} is invalid; use one of {choices}")
+
+
+def _whole_number(value: Any) -> Any:
+    # KFP passes parameter numbers through a protobuf Struct, so a count of
+    # 50 can arrive as 50.0.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _check_positive_int(name: str, value: Any, optional: bool) -> None:
