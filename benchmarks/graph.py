@@ -73,7 +73,10 @@ def _prepare_synthetic(workdir: Path, rows: int) -> Path:
         )
         started = time.perf_counter()
         write_synthetic(config, folder)
-        print(f"generated {folder.name} in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"generated {folder.name} in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     return folder
 
 
@@ -93,8 +96,16 @@ def _self_join_rows(folder: Path, settings: dict[str, Any]) -> int:
 
 
 def _run_child(variant: str, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", variant, "--input", str(folder),
-               "--settings", json.dumps(settings)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--input",
+        str(folder),
+        "--settings",
+        json.dumps(settings),
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     output = process.stdout.read()
@@ -106,8 +117,11 @@ def _run_child(variant: str, folder: Path, settings: dict[str, Any]) -> dict[str
     result = json.loads(output.strip().splitlines()[-1])
     # ru_maxrss is in KiB on Linux. CPU seconds (user + system) vary less
     # than wall time when other jobs share the cores.
-    result.update(max_rss_gib=usage.ru_maxrss / 2**20, wall_s=wall,
-                  cpu_s=usage.ru_utime + usage.ru_stime)
+    result.update(
+        max_rss_gib=usage.ru_maxrss / 2**20,
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+    )
     return result
 
 
@@ -120,7 +134,9 @@ def _child(variant: str, folder: Path, settings: dict[str, Any]) -> None:
     if variant == "duckdb":
         from gfm.graph import GraphConfig, build_graph
 
-        stats = build_graph(interactions_path, items, None, GraphConfig.from_dict(settings)).stats
+        stats = build_graph(
+            interactions_path, items, None, GraphConfig.from_dict(settings)
+        ).stats
         result = {
             "distinct_pairs": stats["item_pairs"]["distinct"],
             "after_support": stats["item_pairs"]["after_support"],
@@ -147,15 +163,21 @@ def _pandas_pairs(path: Path, items, settings: dict[str, Any]) -> dict[str, Any]
     frame = frame.dropna(subset=["item"])
     frame["item"] = frame["item"].astype("int64")
     frame["user"] = pd.factorize(frame["user_id"])[0]
-    merged = frame.groupby(["user", "item"], sort=False).agg(
-        ts=("timestamp", "max"), w=("weight", "sum")).reset_index()
+    merged = (
+        frame.groupby(["user", "item"], sort=False)
+        .agg(ts=("timestamp", "max"), w=("weight", "sum"))
+        .reset_index()
+    )
 
     if config.window_days is not None and pd.notna(latest):
         cutoff = latest - pd.Timedelta(days=config.window_days)
         merged = merged[merged["ts"].isna() | (merged["ts"] >= cutoff)]
     # Most recent first, undated first, then heavier, then catalog position.
-    merged = merged.sort_values(["user", "ts", "w", "item"],
-                                ascending=[True, False, False, True], na_position="first")
+    merged = merged.sort_values(
+        ["user", "ts", "w", "item"],
+        ascending=[True, False, False, True],
+        na_position="first",
+    )
     merged["rank"] = merged.groupby("user").cumcount()
     if config.max_items_per_user is not None:
         merged = merged[merged["rank"] < config.max_items_per_user]
@@ -169,17 +191,18 @@ def _pandas_pairs(path: Path, items, settings: dict[str, Any]) -> dict[str, Any]
     high = pairs[["item_a", "item_b"]].max(axis=1)
     counts = pd.DataFrame({"i": low, "j": high}).value_counts()
     return {
-        "distinct_pairs": int(len(counts)),
+        "distinct_pairs": len(counts),
         "after_support": int((counts >= config.min_count).sum()),
         "co_occurrences": int(counts.sum()),
     }
 
 
 def _row(case: str, variant: str, interactions: int, result: dict[str, Any]) -> str:
+    start = f"| {case} | {variant} | {interactions:,} |"
     if "skipped" in result:
-        return f"| {case} | {variant} | {interactions:,} | skipped: {result['skipped']} ||||||"
+        return f"{start} skipped: {result['skipped']} ||||||"
     if "error" in result:
-        return f"| {case} | {variant} | {interactions:,} | failed: {result['error']} ||||||"
+        return f"{start} failed: {result['error']} ||||||"
     per_million = result["build_s"] / (interactions / 1e6)
     return (
         f"| {case} | {variant} | {interactions:,} | {result['build_s']:.1f} | "
@@ -190,18 +213,31 @@ def _row(case: str, variant: str, interactions: int, result: dict[str, Any]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000000,10000000,30000000",
-                        help="comma-separated synthetic interaction counts "
-                             f"(from {sorted(SYNTHETIC)})")
-    parser.add_argument("--skip-movielens", action="store_true",
-                        help="leave out the MovieLens-1M case")
-    parser.add_argument("--workdir", default="/tmp/gfm-bench-graph",
-                        help="folder for the cached input datasets")
-    parser.add_argument("--pandas-max-rows", type=int, default=60_000_000,
-                        help="largest self-join, in rows, the pandas variant runs "
-                             "(default: 60,000,000, several GiB of pandas frames)")
-    parser.add_argument("--memory-limit", default="4GB",
-                        help="DuckDB memory_limit of the duckdb variant (default: 4GB)")
+    parser.add_argument(
+        "--sizes",
+        default="1000000,10000000,30000000",
+        help=f"comma-separated synthetic interaction counts (from {sorted(SYNTHETIC)})",
+    )
+    parser.add_argument(
+        "--skip-movielens", action="store_true", help="leave out the MovieLens-1M case"
+    )
+    parser.add_argument(
+        "--workdir",
+        default="/tmp/gfm-bench-graph",
+        help="folder for the cached input datasets",
+    )
+    parser.add_argument(
+        "--pandas-max-rows",
+        type=int,
+        default=60_000_000,
+        help="largest self-join, in rows, the pandas variant runs "
+        "(default: 60,000,000, several GiB of pandas frames)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        default="4GB",
+        help="DuckDB memory_limit of the duckdb variant (default: 4GB)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
@@ -218,14 +254,25 @@ def main() -> None:
         cases.append(("movielens-1m", _prepare_movielens(workdir), MOVIELENS_SETTINGS))
     for size in (int(s) for s in args.sizes.split(",") if s):
         if size not in SYNTHETIC:
-            parser.error(f"--sizes: no synthetic case of {size}; use {sorted(SYNTHETIC)}")
-        cases.append((f"synthetic-{size // 1_000_000}M", _prepare_synthetic(workdir, size),
-                      SYNTHETIC_SETTINGS))
+            parser.error(
+                f"--sizes: no synthetic case of {size}; use {sorted(SYNTHETIC)}"
+            )
+        cases.append(
+            (
+                f"synthetic-{size // 1_000_000}M",
+                _prepare_synthetic(workdir, size),
+                SYNTHETIC_SETTINGS,
+            )
+        )
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
-    print("| case | variant | interactions | build s | s per 1M | CPU s | max RSS GiB "
-          "| distinct pairs | pairs after support |")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        "| case | variant | interactions | build s | s per 1M | CPU s | max RSS GiB "
+        "| distinct pairs | pairs after support |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case, folder, settings in cases:
         settings = dict(settings, memory_limit=args.memory_limit)
@@ -235,14 +282,18 @@ def main() -> None:
 
         join_rows = _self_join_rows(folder, settings)
         if join_rows > args.pandas_max_rows:
-            skipped = {"skipped": f"self-join of {join_rows:,} rows > --pandas-max-rows"}
+            skipped = {
+                "skipped": f"self-join of {join_rows:,} rows > --pandas-max-rows"
+            }
             print(_row(case, "pandas", interactions, skipped), flush=True)
             continue
         baseline = _run_child("pandas", folder, settings)
         print(_row(case, "pandas", interactions, baseline), flush=True)
         if "error" not in baseline and "error" not in result:
             same = (baseline["distinct_pairs"], baseline["after_support"]) == (
-                result["distinct_pairs"], result["after_support"])
+                result["distinct_pairs"],
+                result["after_support"],
+            )
             print(f"|  | pair counts agree: {same} ||||||||", flush=True)
 
 

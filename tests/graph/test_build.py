@@ -27,7 +27,9 @@ def test_every_catalog_item_is_a_node(random_tables):
         assert data[node_type].item_ids == expected_ids
         assert data[node_type].num_nodes == len(expected_ids)
         assert data[node_type].x.dtype == torch.float32
-        np.testing.assert_array_equal(data[node_type].x.numpy(), features.select(expected_ids))
+        np.testing.assert_array_equal(
+            data[node_type].x.numpy(), features.select(expected_ids)
+        )
     assert result.stats["nodes"] == {"album": 10, "show": 8, "tag": 6}
     assert result.stats["features"] == {"dim": 4, "not_in_catalog": 0}
 
@@ -45,10 +47,18 @@ def test_relations_are_symmetric(random_tables):
         assert forward.edge_index.dtype == torch.int64
         assert forward.edge_weight.dtype == torch.float32
         assert forward.edge_count.dtype == torch.float32
-        edges = dict(zip(map(tuple, forward.edge_index.t().tolist()),
-                         forward.edge_weight.tolist()))
-        reverse = dict(zip(map(tuple, backward.edge_index.flip(0).t().tolist()),
-                           backward.edge_weight.tolist()))
+        edges = dict(
+            zip(
+                map(tuple, forward.edge_index.t().tolist()),
+                forward.edge_weight.tolist(),
+            )
+        )
+        reverse = dict(
+            zip(
+                map(tuple, backward.edge_index.flip(0).t().tolist()),
+                backward.edge_weight.tolist(),
+            )
+        )
         assert edges == reverse
         assert int(forward.edge_index[0].max()) < data[src].num_nodes
         assert int(forward.edge_index[1].max()) < data[dst].num_nodes
@@ -78,9 +88,14 @@ def test_cold_items_are_isolated_nodes():
     assert result.stats["items_without_interactions"] == {"book": 1, "movie": 2}
     assert result.stats["relations"] == ["movie__co__movie"]
     assert result.stats["empty_relations"] == [
-        "book__co__book", "book__co__movie", "movie__co__book",
+        "book__co__book",
+        "book__co__movie",
+        "movie__co__book",
     ]
-    assert result.stats["degree"]["node_types"]["movie"]["histogram"] == {"0": 2, "1": 2}
+    assert result.stats["degree"]["node_types"]["movie"]["histogram"] == {
+        "0": 2,
+        "1": 2,
+    }
 
 
 def test_many_item_types():
@@ -104,16 +119,22 @@ def test_features_missing_for_an_item():
     features = ItemEmbeddings(["a"], ["movie"], np.ones((1, 2), np.float32))
     interactions = make_interactions([("u1", "a", 1), ("u1", "b", 1)])
 
-    with pytest.raises(GraphInputError, match=r"1 catalog items have no feature row.*'b'"):
+    with pytest.raises(
+        GraphInputError, match=r"1 catalog items have no feature row.*'b'"
+    ):
         build_graph(interactions, items, features, OPEN)
 
 
 def test_features_with_another_item_type():
     items = make_items({"movie": ["a", "b"]})
-    features = ItemEmbeddings(["a", "b"], ["movie", "book"], np.ones((2, 2), np.float32))
+    features = ItemEmbeddings(
+        ["a", "b"], ["movie", "book"], np.ones((2, 2), np.float32)
+    )
     interactions = make_interactions([("u1", "a", 1), ("u1", "b", 1)])
 
-    with pytest.raises(GraphInputError, match="'book' in the features, 'movie' in the catalog"):
+    with pytest.raises(
+        GraphInputError, match="'book' in the features, 'movie' in the catalog"
+    ):
         build_graph(interactions, items, features, OPEN)
 
 
@@ -134,10 +155,22 @@ def test_features_outside_catalog_counted():
     [
         (pd.DataFrame({"item_id": ["a"]}), r"lack column\(s\) \['item_type'\]"),
         (pd.DataFrame({"item_id": [], "item_type": []}), "catalog is empty"),
-        (pd.DataFrame({"item_id": ["a", "a"], "item_type": ["m", "m"]}), "duplicated item_id"),
-        (pd.DataFrame({"item_id": ["a", None], "item_type": ["m", "m"]}), "without a item_id"),
-        (pd.DataFrame({"item_id": ["a"], "item_type": ["a.b"]}), "cannot be PyG node types"),
-        (pd.DataFrame({"item_id": ["a"], "item_type": ["a__b"]}), "cannot be PyG node types"),
+        (
+            pd.DataFrame({"item_id": ["a", "a"], "item_type": ["m", "m"]}),
+            "duplicated item_id",
+        ),
+        (
+            pd.DataFrame({"item_id": ["a", None], "item_type": ["m", "m"]}),
+            "without a item_id",
+        ),
+        (
+            pd.DataFrame({"item_id": ["a"], "item_type": ["a.b"]}),
+            "cannot be PyG node types",
+        ),
+        (
+            pd.DataFrame({"item_id": ["a"], "item_type": ["a__b"]}),
+            "cannot be PyG node types",
+        ),
     ],
 )
 def test_invalid_catalog(items, message):
@@ -155,7 +188,9 @@ def test_interactions_without_required_columns():
 
 def test_interactions_with_epoch_timestamps():
     items = make_items({"movie": ["a"]})
-    interactions = pd.DataFrame({"user_id": ["u1"], "item_id": ["a"], "timestamp": [1000]})
+    interactions = pd.DataFrame(
+        {"user_id": ["u1"], "item_id": ["a"], "timestamp": [1000]}
+    )
     with pytest.raises(GraphInputError, match="has type BIGINT; expected a timestamp"):
         build_graph(interactions, items, None, OPEN)
 
@@ -185,7 +220,9 @@ def test_support_that_leaves_no_edges():
 def test_only_unknown_items_leave_no_edges():
     items = make_items({"movie": ["a"]})
     interactions = make_interactions([("u1", "x", 0), ("u1", "y", 1)])
-    with pytest.raises(EmptyGraphError, match="make the interactions name catalog items"):
+    with pytest.raises(
+        EmptyGraphError, match="make the interactions name catalog items"
+    ):
         build_graph(interactions, items, None, OPEN)
 
 

@@ -15,23 +15,36 @@ from .conftest import make_features
 
 def _write_inputs(tables, folder):
     interactions, items = tables
-    storage.write_table(pa.Table.from_pandas(items, preserve_index=False),
-                        folder / "dataset" / "items.parquet")
-    storage.write_table(pa.Table.from_pandas(interactions, preserve_index=False),
-                        folder / "train.parquet")
+    storage.write_table(
+        pa.Table.from_pandas(items, preserve_index=False),
+        folder / "dataset" / "items.parquet",
+    )
+    storage.write_table(
+        pa.Table.from_pandas(interactions, preserve_index=False),
+        folder / "train.parquet",
+    )
     make_features(items).save(folder / "llm")
 
 
 def test_cli_build_and_stats(random_tables, tmp_path, capsys):
     _write_inputs(random_tables, tmp_path)
 
-    code = main([
-        "graph", "build", "--items", str(tmp_path / "dataset"),
-        "--interactions", str(tmp_path / "train.parquet"),
-        "--embeddings", str(tmp_path / "llm"),
-        "--config", '{"window_days": null, "min_count": 1}',
-        "--out", str(tmp_path / "graph"),
-    ])
+    code = main(
+        [
+            "graph",
+            "build",
+            "--items",
+            str(tmp_path / "dataset"),
+            "--interactions",
+            str(tmp_path / "train.parquet"),
+            "--embeddings",
+            str(tmp_path / "llm"),
+            "--config",
+            '{"window_days": null, "min_count": 1}',
+            "--out",
+            str(tmp_path / "graph"),
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)
 
     assert code == 0
@@ -48,11 +61,20 @@ def test_cli_build_yaml_config_file(random_tables, tmp_path, capsys):
     _write_inputs(random_tables, tmp_path)
     (tmp_path / "graph.yaml").write_text("window_days: null\ntop_k: 3\n")
 
-    code = main([
-        "graph", "build", "--items", str(tmp_path / "dataset" / "items.parquet"),
-        "--interactions", str(tmp_path / "train.parquet"),
-        "--config", f"@{tmp_path / 'graph.yaml'}", "--out", str(tmp_path / "graph"),
-    ])
+    code = main(
+        [
+            "graph",
+            "build",
+            "--items",
+            str(tmp_path / "dataset" / "items.parquet"),
+            "--interactions",
+            str(tmp_path / "train.parquet"),
+            "--config",
+            f"@{tmp_path / 'graph.yaml'}",
+            "--out",
+            str(tmp_path / "graph"),
+        ]
+    )
 
     assert code == 0
     result = load_graph(tmp_path / "graph")
@@ -63,11 +85,20 @@ def test_cli_build_yaml_config_file(random_tables, tmp_path, capsys):
 def test_cli_build_rejects_bad_config(random_tables, tmp_path, capsys):
     _write_inputs(random_tables, tmp_path)
 
-    code = main([
-        "graph", "build", "--items", str(tmp_path / "dataset"),
-        "--interactions", str(tmp_path / "train.parquet"),
-        "--config", '{"topk": 3}', "--out", str(tmp_path / "graph"),
-    ])
+    code = main(
+        [
+            "graph",
+            "build",
+            "--items",
+            str(tmp_path / "dataset"),
+            "--interactions",
+            str(tmp_path / "train.parquet"),
+            "--config",
+            '{"topk": 3}',
+            "--out",
+            str(tmp_path / "graph"),
+        ]
+    )
 
     assert code == 2
     assert "unknown graph setting(s) ['topk']" in capsys.readouterr().err

@@ -55,19 +55,29 @@ def test_pair_counts_match_reference(random_tables, settings):
 def test_rule_drops_add_up(random_tables):
     interactions, items = random_tables
     config = GraphConfig(
-        window_days=150, max_distance=2, max_items_per_user=5, untimed="drop",
-        min_count=2, top_k=2,
+        window_days=150,
+        max_distance=2,
+        max_items_per_user=5,
+        untimed="drop",
+        min_count=2,
+        top_k=2,
     )
     stats = build_graph(interactions, items, None, config).stats
 
     dropped = stats["co_occurrences_dropped"]
-    assert stats["co_occurrences"]["possible"] - sum(dropped.values()) == (
-        stats["co_occurrences"]["kept"]
+    assert (
+        stats["co_occurrences"]["possible"] - sum(dropped.values())
+        == (stats["co_occurrences"]["kept"])
     )
     assert all(count > 0 for count in dropped.values()), dropped
     pairs = stats["item_pairs"]
-    assert pairs["distinct"] - stats["item_pairs_dropped"]["support"] == pairs["after_support"]
-    assert pairs["after_support"] - stats["item_pairs_dropped"]["top_k"] == pairs["kept"]
+    assert (
+        pairs["distinct"] - stats["item_pairs_dropped"]["support"]
+        == pairs["after_support"]
+    )
+    assert (
+        pairs["after_support"] - stats["item_pairs_dropped"]["top_k"] == pairs["kept"]
+    )
     users = stats["user_items"]
     assert users["total"] - sum(stats["user_items_dropped"].values()) == users["kept"]
 
@@ -75,9 +85,17 @@ def test_rule_drops_add_up(random_tables):
 def test_repeated_interactions_count_once():
     items = make_items({"movie": ["m1", "m2"]})
     interactions = make_interactions(
-        [("u1", "m1", 1), ("u1", "m1", 2), ("u1", "m2", 3), ("u2", "m1", 1), ("u2", "m2", 1)]
+        [
+            ("u1", "m1", 1),
+            ("u1", "m1", 2),
+            ("u1", "m2", 3),
+            ("u2", "m1", 1),
+            ("u2", "m2", 1),
+        ]
     )
-    result = build_graph(interactions, items, None, GraphConfig(window_days=None, **ALL_PAIRS))
+    result = build_graph(
+        interactions, items, None, GraphConfig(window_days=None, **ALL_PAIRS)
+    )
 
     store = result.data["movie", "co", "movie"]
     assert store.edge_count.tolist() == [2.0, 2.0]
@@ -89,13 +107,23 @@ def test_jaccard_and_pmi_weights():
     items = make_items({"movie": ["a", "b", "c"]})
     # a: u1 u2 u3, b: u1 u2, c: u3 u4; four users in all.
     interactions = make_interactions(
-        [("u1", "a", 1), ("u1", "b", 1), ("u2", "a", 1), ("u2", "b", 1),
-         ("u3", "a", 1), ("u3", "c", 1), ("u4", "c", 1), ("u4", "b", 1)]
+        [
+            ("u1", "a", 1),
+            ("u1", "b", 1),
+            ("u2", "a", 1),
+            ("u2", "b", 1),
+            ("u3", "a", 1),
+            ("u3", "c", 1),
+            ("u4", "c", 1),
+            ("u4", "b", 1),
+        ]
     )
     weights = {}
     for weight in ("jaccard", "pmi"):
         config = GraphConfig(window_days=None, weight=weight, **ALL_PAIRS)
-        store = build_graph(interactions, items, None, config).data["movie", "co", "movie"]
+        store = build_graph(interactions, items, None, config).data[
+            "movie", "co", "movie"
+        ]
         pairs = zip(store.edge_index.t().tolist(), store.edge_weight.tolist())
         weights[weight] = {tuple(edge): w for edge, w in pairs}
 
@@ -114,7 +142,10 @@ def test_min_count_drops_rare_pairs():
         [("u1", "a", 1), ("u1", "b", 1), ("u2", "a", 1), ("u2", "b", 1), ("u2", "c", 1)]
     )
     result = build_graph(
-        interactions, items, None, GraphConfig(window_days=None, min_count=2, top_k=None)
+        interactions,
+        items,
+        None,
+        GraphConfig(window_days=None, min_count=2, top_k=None),
     )
 
     assert result.stats["item_pairs"]["distinct"] == 3
@@ -136,8 +167,9 @@ def _star_tables():
 
 def test_top_k_union_keeps_best_neighbor():
     interactions, items = _star_tables()
-    config = GraphConfig(window_days=None, min_count=1, top_k=1, top_k_mode="union",
-                         weight="jaccard")
+    config = GraphConfig(
+        window_days=None, min_count=1, top_k=1, top_k_mode="union", weight="jaccard"
+    )
     result = build_graph(interactions, items, None, config)
 
     degrees = result.stats["degree"]["node_types"]["movie"]
@@ -164,10 +196,18 @@ def test_top_k_mutual_bounds_degree():
 def test_window_counts_old_interactions():
     items = make_items({"movie": ["a", "b", "c"]})
     interactions = make_interactions(
-        [("u1", "a", 0), ("u1", "b", 200), ("u1", "c", 205), ("u2", "b", 201),
-         ("u2", "c", 202), ("u2", "a", 10)]
+        [
+            ("u1", "a", 0),
+            ("u1", "b", 200),
+            ("u1", "c", 205),
+            ("u2", "b", 201),
+            ("u2", "c", 202),
+            ("u2", "a", 10),
+        ]
     )
-    result = build_graph(interactions, items, None, GraphConfig(window_days=30, **ALL_PAIRS))
+    result = build_graph(
+        interactions, items, None, GraphConfig(window_days=30, **ALL_PAIRS)
+    )
 
     stats = result.stats
     assert stats["window"]["applied"] is True
@@ -198,8 +238,13 @@ def test_window_per_user_reference():
 def test_undated_rows_keep_or_drop():
     items = make_items({"artist": ["a1", "a2"], "tag": ["t1"]})
     interactions = make_interactions(
-        [("u1", "a1", None, 10.0), ("u1", "a2", None, 3.0), ("u1", "t1", 5),
-         ("u2", "a1", None, 1.0), ("u2", "t1", 6)]
+        [
+            ("u1", "a1", None, 10.0),
+            ("u1", "a2", None, 3.0),
+            ("u1", "t1", 5),
+            ("u2", "a1", None, 1.0),
+            ("u2", "t1", 6),
+        ]
     )
     keep = build_graph(interactions, items, None, GraphConfig(**ALL_PAIRS))
 
@@ -215,8 +260,14 @@ def test_undated_rows_keep_or_drop():
 def test_undated_rows_rank_most_recent():
     items = make_items({"movie": ["old", "new", "heavy", "light"]})
     interactions = make_interactions(
-        [("u1", "old", 1), ("u1", "new", 50), ("u1", "heavy", None, 9.0),
-         ("u1", "light", None, 1.0), ("u2", "old", 1), ("u2", "new", 2)]
+        [
+            ("u1", "old", 1),
+            ("u1", "new", 50),
+            ("u1", "heavy", None, 9.0),
+            ("u1", "light", None, 1.0),
+            ("u2", "old", 1),
+            ("u2", "new", 2),
+        ]
     )
     # Recency order of u1: heavy, light, new, old; distance 1 pairs neighbors.
     config = GraphConfig(window_days=None, max_distance=1, **ALL_PAIRS)
@@ -244,9 +295,17 @@ def test_user_cap_keeps_most_recent_items():
 def test_unknown_items_counted_or_strict():
     items = make_items({"movie": ["a", "b"]})
     interactions = make_interactions(
-        [("u1", "a", 1), ("u1", "b", 1), ("u1", "zz", 1), ("u2", "zz", 1), ("u2", "yy", 2)]
+        [
+            ("u1", "a", 1),
+            ("u1", "b", 1),
+            ("u1", "zz", 1),
+            ("u2", "zz", 1),
+            ("u2", "yy", 2),
+        ]
     )
-    result = build_graph(interactions, items, None, GraphConfig(window_days=None, **ALL_PAIRS))
+    result = build_graph(
+        interactions, items, None, GraphConfig(window_days=None, **ALL_PAIRS)
+    )
 
     stats = result.stats
     assert stats["interactions_dropped"]["unknown_item"] == 3

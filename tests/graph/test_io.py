@@ -33,7 +33,10 @@ def built(random_tables):
 def test_round_trip_local(built, tmp_path):
     save_graph(built, tmp_path / "graph")
 
-    assert sorted(p.name for p in (tmp_path / "graph").iterdir()) == ["graph.pt", "stats.json"]
+    assert sorted(p.name for p in (tmp_path / "graph").iterdir()) == [
+        "graph.pt",
+        "stats.json",
+    ]
     _assert_same_graph(load_graph(tmp_path / "graph"), built)
 
 
@@ -42,7 +45,8 @@ def test_round_trip_gcs(built, gcs_emulator):
     save_graph(built, f"{bucket}/run-1/graph")
 
     assert storage.list_files(f"{bucket}/run-1/graph") == [
-        f"{bucket}/run-1/graph/graph.pt", f"{bucket}/run-1/graph/stats.json",
+        f"{bucket}/run-1/graph/graph.pt",
+        f"{bucket}/run-1/graph/stats.json",
     ]
     _assert_same_graph(load_graph(f"{bucket}/run-1/graph"), built)
 

@@ -24,7 +24,9 @@ def lastfm(data_dir: Path):
 @pytest.mark.slow
 def test_movielens_graph(movielens):
     # Ratings span 2000 to 2003, so a 90-day window would keep few of them.
-    config = GraphConfig(window_days=None, max_items_per_user=None, max_distance=20, top_k=30)
+    config = GraphConfig(
+        window_days=None, max_items_per_user=None, max_distance=20, top_k=30
+    )
     result = build_graph(movielens.interactions, movielens.items, None, config)
 
     stats = result.stats
@@ -51,7 +53,10 @@ def test_lastfm_graph(lastfm):
     stats = result.stats
     assert stats["nodes"] == {"artist": 17_632, "tag": 11_946}
     assert stats["relations"] == [
-        "artist__co__artist", "artist__co__tag", "tag__co__artist", "tag__co__tag",
+        "artist__co__artist",
+        "artist__co__tag",
+        "tag__co__artist",
+        "tag__co__tag",
     ]
     assert stats["edges"]["artist__co__tag"] == stats["edges"]["tag__co__artist"]
     # Listens carry no timestamp, but tag applications do.

@@ -21,7 +21,7 @@ def _edge_sets(data):
 def _write_parts(interactions, folder, parts: int = 3) -> None:
     size = -(-len(interactions) // parts)
     for part in range(parts):
-        chunk = interactions.iloc[part * size:(part + 1) * size]
+        chunk = interactions.iloc[part * size : (part + 1) * size]
         storage.write_table(
             pa.Table.from_pandas(chunk, preserve_index=False),
             storage.join(folder, f"part-{part}.parquet"),
@@ -32,7 +32,9 @@ def test_local_inputs_give_one_graph(random_tables, tmp_path):
     interactions, items = random_tables
     expected = _edge_sets(build_graph(interactions, items, None, OPEN).data)
     single = tmp_path / "train.parquet"
-    storage.write_table(pa.Table.from_pandas(interactions, preserve_index=False), single)
+    storage.write_table(
+        pa.Table.from_pandas(interactions, preserve_index=False), single
+    )
     _write_parts(interactions, tmp_path / "parts")
 
     inputs = [
@@ -54,8 +56,11 @@ def test_gcs_inputs_give_one_graph(random_tables, gcs_emulator):
     _write_parts(interactions, f"{bucket}/train")
     storage.write_text(f"{bucket}/train/_SUCCESS", "")
 
-    for uri in (f"{bucket}/train", f"{bucket}/train/part-*.parquet",
-                f"{bucket}/train/part-1.parquet"):
+    for uri in (
+        f"{bucket}/train",
+        f"{bucket}/train/part-*.parquet",
+        f"{bucket}/train/part-1.parquet",
+    ):
         result = build_graph(uri, items, None, OPEN)
         if uri.endswith("part-1.parquet"):
             assert result.stats["interactions"]["rows"] == 100

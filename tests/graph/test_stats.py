@@ -14,7 +14,14 @@ def test_degree_summary_buckets():
     assert summary["max"] == 100
     assert summary["mean"] == round(125 / 9, 4)
     assert summary["p50"] == 3.0
-    assert summary["histogram"] == {"0": 2, "1": 1, "2-3": 2, "4-7": 2, "8-15": 1, "64-127": 1}
+    assert summary["histogram"] == {
+        "0": 2,
+        "1": 1,
+        "2-3": 2,
+        "4-7": 2,
+        "8-15": 1,
+        "64-127": 1,
+    }
 
 
 def test_degree_summary_empty():

@@ -90,7 +90,9 @@ def build_graph(
     matrix, feature_stats = _align_features(catalog, features)
     logger.info(
         "building the co-interaction graph of %d items of %d type(s) %s",
-        len(catalog.item_ids), len(catalog.node_types), catalog.node_types,
+        len(catalog.item_ids),
+        len(catalog.node_types),
+        catalog.node_types,
     )
 
     pairs = _count_pairs(interactions, catalog, config)
@@ -106,7 +108,10 @@ def build_graph(
     stats["duration_s"] = round(time.perf_counter() - start, 3)
     logger.info(
         "built the graph in %.1f s: nodes %s, edges %s, isolated nodes %s",
-        stats["duration_s"], stats["nodes"], stats["edges"], stats["isolated_nodes"],
+        stats["duration_s"],
+        stats["nodes"],
+        stats["edges"],
+        stats["isolated_nodes"],
     )
     return GraphResult(data=data, stats=stats)
 
@@ -175,7 +180,9 @@ def _align_features(
             "has an embedding"
         )
 
-    rows = np.fromiter((index[i] for i in catalog.item_ids), np.int64, len(catalog.item_ids))
+    rows = np.fromiter(
+        (index[i] for i in catalog.item_ids), np.int64, len(catalog.item_ids)
+    )
     feature_types = np.asarray(features.item_types, dtype=object)[rows]
     catalog_types = np.asarray(catalog.node_types, dtype=object)[catalog.type_idx]
     mismatched = np.flatnonzero(feature_types != catalog_types)
@@ -190,11 +197,18 @@ def _align_features(
 
     not_in_catalog = len(features) - len(catalog.item_ids)
     if not_in_catalog:
-        logger.info("%d feature rows name items outside the catalog; unused", not_in_catalog)
-    return features.matrix[rows], {"dim": features.dim, "not_in_catalog": not_in_catalog}
+        logger.info(
+            "%d feature rows name items outside the catalog; unused", not_in_catalog
+        )
+    return features.matrix[rows], {
+        "dim": features.dim,
+        "not_in_catalog": not_in_catalog,
+    }
 
 
-def _count_pairs(interactions: Interactions, catalog: Catalog, config: GraphConfig) -> ItemPairs:
+def _count_pairs(
+    interactions: Interactions, catalog: Catalog, config: GraphConfig
+) -> ItemPairs:
     """Run the DuckDB chain in a private working folder, removed afterwards."""
     if config.temp_directory is not None:
         Path(config.temp_directory).mkdir(parents=True, exist_ok=True)
@@ -237,7 +251,9 @@ def _graph_stats(
     if empty:
         logger.warning(
             "%d of %d relations have no edges and are left out of the graph: %s",
-            len(empty), len(expected), empty,
+            len(empty),
+            len(expected),
+            empty,
         )
     isolated = summary["isolated_nodes"]
     for node_type, count in isolated.items():
@@ -245,7 +261,9 @@ def _graph_stats(
             logger.info(
                 "%d of %d %s nodes have no edges (cold); %d of them have no "
                 "kept interactions",
-                count, summary["nodes"][node_type], node_type,
+                count,
+                summary["nodes"][node_type],
+                node_type,
                 summary["items_without_interactions"][node_type],
             )
     return {
@@ -275,7 +293,9 @@ def _empty_graph_message(stats: dict[str, Any], config: GraphConfig) -> str:
             "two interactions on catalog items, so no item pair co-occurs"
         )
     window = stats["window"]
-    fixes = [_RULE_FIXES[rule] for rule in sorted(dropped, key=dropped.get, reverse=True)]
+    fixes = [
+        _RULE_FIXES[rule] for rule in sorted(dropped, key=dropped.get, reverse=True)
+    ]
     return (
         "the graph is empty: the rules left no user with two items that pair up. "
         f"Co-occurrences dropped by rule: {dropped} (window: the {config.window_days} "

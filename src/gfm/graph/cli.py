@@ -14,29 +14,44 @@ logger = logging.getLogger(__name__)
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``graph`` subcommands to the ``gfm`` parser."""
     graph = subparsers.add_parser(
-        "graph", help="build or inspect the item co-interaction graph",
+        "graph",
+        help="build or inspect the item co-interaction graph",
         description="Build or inspect the heterogeneous item co-interaction graph.",
     )
     commands = graph.add_subparsers(dest="graph_command", metavar="COMMAND")
     commands.required = True
 
     build = commands.add_parser(
-        "build", help="build graph.pt and stats.json from interactions",
+        "build",
+        help="build graph.pt and stats.json from interactions",
         description="Count item co-interactions into a HeteroData folder.",
     )
-    build.add_argument("--items", required=True,
-                       help="items Parquet file, or a dataset folder holding items.parquet")
-    build.add_argument("--interactions", required=True,
-                       help="interactions Parquet file, folder or glob (local or gs://)")
-    build.add_argument("--embeddings", default=None,
-                       help="ItemEmbeddings folder of node features (default: no features)")
-    build.add_argument("--config", default=None,
-                       help="JSON or YAML mapping of GraphConfig settings, inline or @FILE")
+    build.add_argument(
+        "--items",
+        required=True,
+        help="items Parquet file, or a dataset folder with items.parquet",
+    )
+    build.add_argument(
+        "--interactions",
+        required=True,
+        help="interactions Parquet file, folder or glob (local or gs://)",
+    )
+    build.add_argument(
+        "--embeddings",
+        default=None,
+        help="ItemEmbeddings folder of node features (default: no features)",
+    )
+    build.add_argument(
+        "--config",
+        default=None,
+        help="JSON or YAML mapping of GraphConfig settings, inline or @FILE",
+    )
     build.add_argument("--out", required=True, help="output folder or gs:// prefix")
     build.set_defaults(func=_build)
 
     stats = commands.add_parser(
-        "stats", help="print the stats.json of a graph folder",
+        "stats",
+        help="print the stats.json of a graph folder",
         description="Print node, edge and drop counts of a built graph.",
     )
     stats.add_argument("graph", help="graph folder or gs:// prefix")
@@ -74,8 +89,15 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = ("nodes", "edges", "isolated_nodes", "empty_relations",
-            "co_occurrences_dropped", "item_pairs_dropped", "duration_s")
+    keys = (
+        "nodes",
+        "edges",
+        "isolated_nodes",
+        "empty_relations",
+        "co_occurrences_dropped",
+        "item_pairs_dropped",
+        "duration_s",
+    )
     return {key: stats[key] for key in keys}
 
 

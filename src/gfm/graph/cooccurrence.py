@@ -115,11 +115,16 @@ def count_item_pairs(
 
     with _step("scan interactions"):
         rows, missing_id, dated, latest = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL), "
-            "count(ts), max(ts) FILTER (WHERE user_id IS NOT NULL AND item_id IS NOT NULL) "
+            "SELECT count(*), "
+            "count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL), count(ts), "
+            "max(ts) FILTER (WHERE user_id IS NOT NULL AND item_id IS NOT NULL) "
             f"FROM {RAW_VIEW}"
         ).fetchone()
-    stats["interactions"] = {"rows": rows, "missing_id": missing_id, "undated": rows - dated}
+    stats["interactions"] = {
+        "rows": rows,
+        "missing_id": missing_id,
+        "undated": rows - dated,
+    }
 
     with _step("merge repeated (user, item) interactions"):
         _merge_user_items(con)
@@ -284,8 +289,10 @@ def _stage_user_items(
 
 
 def _build_histories(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
-    cap = "n_window" if config.max_items_per_user is None else (
-        f"least(n_window, {config.max_items_per_user})"
+    cap = (
+        "n_window"
+        if config.max_items_per_user is None
+        else (f"least(n_window, {config.max_items_per_user})")
     )
     con.execute(
         f"""
@@ -302,8 +309,10 @@ def _build_histories(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> Non
         """
     )
     # Most recent first; undated items count as current, heavier first.
-    limit = "" if config.max_items_per_user is None else (
-        f"WHERE rank <= {config.max_items_per_user}"
+    limit = (
+        ""
+        if config.max_items_per_user is None
+        else (f"WHERE rank <= {config.max_items_per_user}")
     )
     con.execute(
         f"""
@@ -356,10 +365,22 @@ def _rule_counts(
         FROM user_counts
         """
     ).fetchone()
-    (all_, known, dated, in_window, kept, within_distance, users, users_kept,
-     users_paired, users_capped, untimed, outside, over_cap, kept_items) = [
-        int(value or 0) for value in row
-    ]
+    (
+        all_,
+        known,
+        dated,
+        in_window,
+        kept,
+        within_distance,
+        users,
+        users_kept,
+        users_paired,
+        users_capped,
+        untimed,
+        outside,
+        over_cap,
+        kept_items,
+    ) = [int(value or 0) for value in row]
     rows_by_stage = dict(
         con.execute("SELECT stage, sum(n_rows) FROM staged GROUP BY stage").fetchall()
     )
@@ -452,8 +473,9 @@ def _cap_top_k(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
             SELECT i, j, c, weight, j AS src, ti AS dst_type, i AS dst FROM scored
         ), top AS (
             SELECT i, j, c, weight FROM directed
-            QUALIFY row_number() OVER (PARTITION BY src, dst_type
-                                       ORDER BY weight DESC, c DESC, dst) <= {config.top_k}
+            QUALIFY row_number() OVER (
+                PARTITION BY src, dst_type ORDER BY weight DESC, c DESC, dst
+            ) <= {config.top_k}
         )
         SELECT i, j, any_value(c) AS c, any_value(weight) AS weight
         FROM top GROUP BY i, j HAVING count(*) >= {ends}
@@ -461,7 +483,9 @@ def _cap_top_k(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
     )
 
 
-def _pair_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dict[str, int]]:
+def _pair_counts(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[dict[str, int], dict[str, int]]:
     distinct, max_count, scored, kept = con.execute(
         "SELECT (SELECT count(*) FROM pair_counts), "
         "(SELECT coalesce(max(c), 0) FROM pair_counts), "

@@ -102,9 +102,12 @@ def assemble_hetero_data(
             type_a, type_b = catalog.node_types[a], catalog.node_types[b]
             if a == b:
                 _set_edges(
-                    data, (type_a, RELATION, type_a),
-                    np.concatenate([src, dst]), np.concatenate([dst, src]),
-                    np.concatenate([count, count]), np.concatenate([weight, weight]),
+                    data,
+                    (type_a, RELATION, type_a),
+                    np.concatenate([src, dst]),
+                    np.concatenate([dst, src]),
+                    np.concatenate([count, count]),
+                    np.concatenate([weight, weight]),
                 )
             else:
                 _set_edges(data, (type_a, RELATION, type_b), src, dst, count, weight)
@@ -121,7 +124,9 @@ def _set_edges(
     weight: np.ndarray,
 ) -> None:
     # One int64 key sorts faster than np.lexsort over two arrays.
-    order = np.argsort(src * np.int64(data[edge_type[2]].num_nodes) + dst, kind="stable")
+    order = np.argsort(
+        src * np.int64(data[edge_type[2]].num_nodes) + dst, kind="stable"
+    )
     store = data[edge_type]
     store.edge_index = torch.from_numpy(
         np.stack([src[order], dst[order]]).astype(np.int64)

@@ -139,7 +139,9 @@ def _download_gcs_parquet(uri: str, workdir: Path) -> list[str]:
     if any(char in uri for char in _GLOB_CHARS):
         prefix = uri[: min(uri.find(char) for char in _GLOB_CHARS if char in uri)]
         prefix = prefix.rsplit("/", 1)[0]
-        names = [name for name in storage.list_files(prefix) if fnmatch.fnmatch(name, uri)]
+        names = [
+            name for name in storage.list_files(prefix) if fnmatch.fnmatch(name, uri)
+        ]
     elif uri.endswith(".parquet"):
         names = [uri]
     else:

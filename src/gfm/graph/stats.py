@@ -66,7 +66,9 @@ def node_degrees(data: HeteroData) -> dict[str, np.ndarray]:
     return degrees
 
 
-def graph_summary(data: HeteroData, item_users: dict[str, np.ndarray]) -> dict[str, Any]:
+def graph_summary(
+    data: HeteroData, item_users: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Summarize nodes, edges, degrees and isolated nodes of a built graph.
 
     Args:
