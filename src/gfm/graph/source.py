@@ -153,6 +153,9 @@ def _download_gcs_parquet(uri: str, workdir: Path) -> list[str]:
     target_root = workdir / "gcs"
     for position, name in enumerate(names):
         target = target_root / f"part-{position:05d}.parquet"
+        # NOTE: gfm.storage reads a whole object into memory, so one Parquet
+        # object costs its size in RAM while it downloads. Split large
+        # interaction tables into several objects.
         storage.write_bytes(target, storage.read_bytes(name))
         files.append(str(target))
     logger.info("downloaded %d Parquet object(s) from %s", len(files), uri)
