@@ -8,7 +8,13 @@ tags), which carries real signal without loading a language model.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,19 +125,50 @@ def lastfm_graph(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> st
     return build_lastfm_slice(data_dir, tmp_path_factory.mktemp("lastfm-graph"))
 
 
-@pytest.fixture(scope="package")
-def ray_local() -> Iterator[None]:
-    """One local Ray cluster with 2 CPUs for every Ray test of the package."""
-    import tempfile
+@dataclass
+class RayLocal:
+    """The package's local Ray cluster.
 
+    Attributes:
+        dashboard_url: ``http://127.0.0.1:PORT`` of its dashboard, the
+            address ``JobSubmissionClient`` takes.
+    """
+
+    dashboard_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="package")
+def ray_local() -> Iterator[RayLocal]:
+    """One local Ray cluster with 2 CPUs for every Ray test of the package.
+
+    The dashboard runs on 127.0.0.1 so that jobs can be submitted to it. Jobs
+    start ``gfm`` from PATH, so this interpreter's folder goes first on PATH.
+    """
     import ray
 
+    path_before = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + path_before
     temp_dir = tempfile.mkdtemp(prefix="gfm-ray-t-", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
+    context = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=_free_port(),
+        _temp_dir=temp_dir,
+    )
     try:
-        yield
+        yield RayLocal(dashboard_url=f"http://{context.dashboard_url}")
     finally:
         ray.shutdown()
+        os.environ["PATH"] = path_before
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture

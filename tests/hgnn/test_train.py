@@ -1,0 +1,245 @@
+"""Tests of train_hgnn on Ray Train: outputs, restarts, job submission, gs://.
+
+All runs share the package's local Ray cluster (2 CPUs) and train on the
+MovieLens-1M slice.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from gfm import storage
+from gfm.cli import main
+from gfm.embeddings import ItemEmbeddings
+from gfm.graph import load_graph
+from gfm.hgnn import HGNNConfig, embed_items, load_model, train_hgnn
+
+pytestmark = pytest.mark.slow
+
+BASE = {"max_epochs": 5, "patience": 5, "hidden_dim": 64, "out_dim": 64}
+RUN_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def single_run(ray_local, movielens_graph, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hgnn-single")
+    config = HGNNConfig.from_dict(dict(BASE, num_workers=1))
+    return out, train_hgnn(movielens_graph, str(out), config)
+
+
+def test_outputs_follow_hgnn_layout(single_run):
+    out, result = single_run
+    for name in (
+        "model/model.pt",
+        "model/config.json",
+        "embeddings/embeddings.npy",
+        "embeddings/items.parquet",
+        "embeddings/metadata.json",
+        "metrics.json",
+    ):
+        assert (out / name).is_file(), name
+    saved = ItemEmbeddings.load(out / "embeddings")
+    assert saved.item_ids == result.embeddings.item_ids
+    assert np.array_equal(saved.matrix, result.embeddings.matrix)
+    metrics = storage.read_json(out / "metrics.json")
+    assert len(metrics["history"]) == 5
+    assert metrics["summary"]["epochs"] == 5
+    assert metrics["checkpoint_uri"] == result.checkpoint_uri
+    assert Path(result.checkpoint_uri, "state.pt").is_file()
+
+
+def test_embeddings_cover_catalog_unit_norm(single_run, movielens_graph):
+    _, result = single_run
+    data = load_graph(movielens_graph).data
+    embeddings = result.embeddings
+    assert embeddings.item_ids == list(data["movie"].item_ids)
+    assert embeddings.dim == 64
+    norms = np.linalg.norm(embeddings.matrix, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+    cold = embeddings.metadata["items_without_edges"]["movie"]
+    assert cold >= 12
+    degree = torch.bincount(
+        data["movie", "co", "movie"].edge_index[1], minlength=data["movie"].num_nodes
+    )
+    isolated = embeddings.matrix[(degree == 0).numpy()]
+    assert isolated.shape[0] == cold
+    assert np.isfinite(isolated).all()
+
+
+def test_single_worker_beats_random(single_run, movielens_graph):
+    _, result = single_run
+    summary = result.metrics["summary"]
+    num_movies = load_graph(movielens_graph).data["movie"].num_nodes
+    assert summary["best_val_auc"] > 0.8
+    assert summary["best_val_hr"] > 10 * summary["hr_k"] / num_movies
+    losses = [h["train_loss"] for h in result.metrics["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_load_model_embeds_items_added_later(single_run, movielens_graph):
+    out, result = single_run
+    model = load_model(out / "model")
+    data = load_graph(movielens_graph).data
+    store = data["movie"]
+    new_x = store.x[:3] + 0.01
+    store.x = torch.cat([store.x, new_x])
+    store.item_ids = list(store.item_ids) + [
+        "movie:new-1",
+        "movie:new-2",
+        "movie:new-3",
+    ]
+    store.num_nodes = store.x.shape[0]
+    embeddings = embed_items(model, data)
+    assert embeddings.item_ids[-3:] == ["movie:new-1", "movie:new-2", "movie:new-3"]
+    new_rows = embeddings.select(["movie:new-1", "movie:new-2", "movie:new-3"])
+    assert np.isfinite(new_rows).all()
+    assert np.allclose(np.linalg.norm(new_rows, axis=1), 1.0, atol=1e-5)
+    known = result.embeddings.item_ids
+    assert np.allclose(embeddings.select(known), result.embeddings.matrix, atol=1e-5)
+
+
+def test_embed_command_writes_embeddings(single_run, movielens_graph, tmp_path):
+    out, result = single_run
+    target = tmp_path / "embedded"
+    code = main(
+        [
+            "hgnn",
+            "embed",
+            "--model",
+            str(out / "model"),
+            "--graph",
+            movielens_graph,
+            "--out",
+            str(target),
+        ]
+    )
+    assert code == 0
+    embedded = ItemEmbeddings.load(target)
+    assert embedded.item_ids == result.embeddings.item_ids
+    assert np.allclose(embedded.matrix, result.embeddings.matrix, atol=1e-5)
+
+
+def _train_workers() -> list[psutil.Process]:
+    # Ray's processes are children of this test process, so other Ray
+    # clusters on the machine are never touched.
+    workers = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.name().startswith("ray::RayTrainWorker"):
+                workers.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return workers
+
+
+def _registered_checkpoints(run_dir: Path) -> int:
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        return len(json.loads(snapshot.read_text())["checkpoint_results"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_killed_worker_resumes_from_checkpoint(
+    ray_local, movielens_graph, single_run, tmp_path
+):
+    config = HGNNConfig.from_dict(
+        dict(
+            BASE,
+            num_workers=2,
+            # Many short epochs, so the kill lands well before the run ends.
+            max_epochs=15,
+            patience=15,
+            max_failures=2,
+            run_name="killed",
+        )
+    )
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = train_hgnn(movielens_graph, str(tmp_path), config)
+        except Exception as error:  # noqa: BLE001 - the asserts below report it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    run_dir = tmp_path / "ray" / "killed"
+    # A checkpoint on storage is only restored once the controller has
+    # registered it, which it records in the checkpoint manager's snapshot.
+    _wait_for(
+        lambda: _registered_checkpoints(run_dir) >= 1,
+        RUN_TIMEOUT_S,
+        "a registered checkpoint",
+    )
+    workers = _train_workers()
+    assert len(workers) == 2
+    workers[-1].send_signal(signal.SIGKILL)
+    thread.join(RUN_TIMEOUT_S)
+
+    assert not thread.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    history = result.metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 16))
+    assert result.metrics["summary"]["attempts"] == 2
+    assert {h["attempt"] for h in history} == {1, 2}
+    single_auc = single_run[1].metrics["summary"]["best_val_auc"]
+    assert abs(result.metrics["summary"]["best_val_auc"] - single_auc) < 0.05
+    assert result.metrics["summary"]["num_workers"] == 2
+
+
+def test_job_submission_warm_start_into_gcs(
+    ray_local, gcs_emulator, movielens_graph, single_run
+):
+    bucket = gcs_emulator.create_bucket("gfm-hgnn-job")
+    graph_uri = f"{bucket}/graph"
+    out_uri = f"{bucket}/out"
+    storage.copy_tree(movielens_graph, graph_uri)
+    _, cold = single_run
+    config = HGNNConfig.from_dict(
+        dict(
+            BASE,
+            launcher="job-submission",
+            num_workers=1,
+            max_epochs=1,
+            cluster={
+                "address": ray_local.dashboard_url,
+                "env": {"STORAGE_EMULATOR_HOST": gcs_emulator.url},
+                "poll_interval_s": 1.0,
+                "timeout_s": float(RUN_TIMEOUT_S),
+            },
+        )
+    )
+    result = train_hgnn(graph_uri, out_uri, config, resume_from=cold.checkpoint_uri)
+
+    assert result.checkpoint_uri.startswith(f"{bucket}/out/ray/")
+    assert storage.exists(storage.join(result.checkpoint_uri, "state.pt"))
+    assert storage.exists(f"{out_uri}/model/model.pt")
+    warm_start = result.metrics["warm_start"]
+    assert warm_start["uri"] == cold.checkpoint_uri
+    assert warm_start["new"] == 0
+    assert warm_start["copied"] > 0
+    # One epoch from the trained weights scores about as well as the
+    # trained model, and better than one epoch from scratch.
+    first = result.metrics["history"][0]["val_auc"]
+    assert first > cold.metrics["summary"]["best_val_auc"] - 0.03
+    assert first > cold.metrics["history"][0]["val_auc"] - 0.005
+    assert len(result.embeddings) == len(cold.embeddings)
