@@ -156,6 +156,11 @@ def _add_placement_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-parallel-products", type=int, default=4,
         help="two-tower trainings that run at once (default: 4)",
     )
+    parser.add_argument(
+        "--cache-ingest", action="store_true",
+        help="let the ingest step hit KFP's cache; only for data that never "
+        "changes under the same dataset name and URI",
+    )
 
 
 def _add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -232,6 +237,7 @@ def _compile(args: argparse.Namespace, out: str | Path) -> tuple[Path, dict[str,
         run_config=run_config,
         placement=_placement(args),
         max_parallel_products=args.max_parallel_products,
+        cache_ingest=args.cache_ingest,
         arguments=arguments,
     )
     return path, arguments

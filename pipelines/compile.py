@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gfm.components import encode_parameter
 from gfm.pipelines.foundation import foundation_uris
 from gfm.pipelines.placement import Placement
 from gfm.pipelines.run_config import RunConfig
@@ -23,6 +24,10 @@ def pipeline_arguments(
     publish_foundation_uri: str | None = None,
 ) -> dict[str, Any]:
     """Return the pipeline's arguments for one run's settings.
+
+    Each settings mapping is encoded with ``gfm.components.encode_parameter``
+    (JSON text), because KFP rejects ``None`` in parameters and turns ints
+    into floats; the components decode it.
 
     Args:
         run_config: the run settings (dataset, products, stage sections).
@@ -42,10 +47,11 @@ def pipeline_arguments(
             "published with publish_foundation_uri"
         )
     llm_uri, hgnn_uri = foundation_uris(foundation_uri) if foundation_uri else ("", "")
-    return {
+    return encode_settings({
         "dataset_name": run_config.dataset["name"],
         "dataset_uri": run_config.dataset.get("uri") or "",
         "strict": bool(run_config.dataset.get("strict", False)),
+        "dataset_options": dict(run_config.dataset.get("options") or {}),
         "products": [p.to_parameter() for p in run_config.products],
         "split_config": run_config.split,
         "featurize_config": run_config.featurize,
@@ -58,6 +64,22 @@ def pipeline_arguments(
         "foundation_llm_uri": llm_uri,
         "foundation_hgnn_uri": hgnn_uri,
         "publish_foundation_uri": publish_foundation_uri or "",
+    })
+
+
+# Pipeline parameters that carry a settings mapping.
+SETTINGS_PARAMETERS = (
+    "dataset_options", "split_config", "featurize_config", "graph_config",
+    "hgnn_config", "twotower_config", "evaluation_config", "deploy_config",
+)
+
+
+def encode_settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Return ``arguments`` with every settings mapping encoded for KFP."""
+    return {
+        name: encode_parameter(value)
+        if name in SETTINGS_PARAMETERS and isinstance(value, dict) else value
+        for name, value in arguments.items()
     }
 
 
@@ -76,6 +98,7 @@ def compile_pipeline(
     run_config: RunConfig | None = None,
     placement: Placement | None = None,
     max_parallel_products: int = 4,
+    cache_ingest: bool = False,
     arguments: dict[str, Any] | None = None,
 ) -> Path:
     """Compile the pipeline to an IR YAML file.
@@ -87,6 +110,8 @@ def compile_pipeline(
         placement: cluster placement per step; None for a spec without
             resources, accelerators or Kubernetes settings.
         max_parallel_products: ``ParallelFor`` parallelism over products.
+        cache_ingest: let the ingest step hit the cache (immutable dataset
+            sources only).
         arguments: parameter defaults that replace those from
             ``run_config`` (for example ``{"reuse_foundation": True}``).
 
@@ -98,9 +123,11 @@ def compile_pipeline(
     from gfm.pipelines.pipeline import build_pipeline
 
     start = time.perf_counter()
-    pipeline = build_pipeline(placement, max_parallel_products=max_parallel_products)
+    pipeline = build_pipeline(
+        placement, max_parallel_products=max_parallel_products, cache_ingest=cache_ingest
+    )
     parameters = pipeline_arguments(run_config) if run_config is not None else {}
-    parameters.update(arguments or {})
+    parameters.update(encode_settings(arguments or {}))
     path = Path(package_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gfm.pipelines.compile import pipeline_arguments
+from gfm.pipelines.compile import encode_settings, pipeline_arguments
 from gfm.pipelines.foundation import read_foundation_manifest
 from gfm.pipelines.pipeline import PIPELINE_NAME, build_pipeline
 from gfm.pipelines.run_config import RunConfig
@@ -124,7 +125,7 @@ def run_local(
         foundation_uri=foundation_uri,
         publish_foundation_uri=publish_foundation_uri,
     )
-    values.update(arguments or {})
+    values.update(encode_settings(arguments or {}))
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,14 @@ def run_local(
     )
     start = time.perf_counter()
     try:
-        pipeline(**values)
+        with warnings.catch_warnings():
+            # kfp.local warns once per task that its gfm-* base image is not
+            # a Python image; here the current environment stands in for
+            # every image by design.
+            warnings.filterwarnings(
+                "ignore", message=".*custom or non-Python base image", category=RuntimeWarning
+            )
+            pipeline(**values)
     except Exception as error:
         logger.error(
             "local run of %s failed after %.1f s: %s",

@@ -21,8 +21,8 @@ The product layer is one nested pipeline called from both branches of the
 ``kfp.local`` (kfp 2.17) rejects a ``OneOf`` of artifacts.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": KFP reads the artifact types of
+# the nested pipeline's signature from live annotations.
 import logging
 from typing import Any, Callable
 
@@ -45,6 +45,7 @@ def build_pipeline(
     placement: Placement | None = None,
     *,
     max_parallel_products: int = 4,
+    cache_ingest: bool = False,
 ) -> Callable[..., Any]:
     """Build the pipeline, with or without cluster placement.
 
@@ -54,6 +55,9 @@ def build_pipeline(
             ``kfp.local`` runs, which ignore them.
         max_parallel_products: how many two-tower trainings run at once
             (``ParallelFor`` parallelism).
+        cache_ingest: let the ingest step hit the cache, for dataset
+            sources that never change under the same name and URI (see
+            ``apply_task_policy``).
 
     Returns:
         The ``@dsl.pipeline`` function (a KFP ``GraphComponent``).
@@ -73,7 +77,7 @@ def build_pipeline(
     from gfm.components.twotower import export_bundle, train_two_tower
 
     def place(task: Any, step: str) -> Any:
-        apply_task_policy(task, step)
+        apply_task_policy(task, step, cache_ingest=cache_ingest)
         if placement is not None:
             placement.apply(task, step)
         return task
@@ -131,14 +135,12 @@ def build_pipeline(
             ),
             "evaluate",
         )
+        # The gate compares model cards, not the report, but a bundle is
+        # rolled out only after its evaluation has run.
         place(
-            deploy(
-                bundle=bundle.outputs["bundle"],
-                metrics=report.outputs["metrics"],
-                config=deploy_config,
-            ),
+            deploy(bundle=bundle.outputs["bundle"], config=deploy_config),
             "deploy",
-        )
+        ).after(report)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -151,6 +153,7 @@ def build_pipeline(
         dataset_name: str = "movielens-1m",
         dataset_uri: str = "",
         strict: bool = False,
+        dataset_options: dict = {},
         products: list = DEFAULT_PRODUCTS,
         split_config: dict = {},
         featurize_config: dict = {},
@@ -163,9 +166,13 @@ def build_pipeline(
         foundation_llm_uri: str = "",
         foundation_hgnn_uri: str = "",
         publish_foundation_uri: str = "",
+        hgnn_warm_start_uri: str = "",
     ):
         data = place(
-            ingest(dataset_name=dataset_name, files_uri=dataset_uri, strict=strict),
+            ingest(
+                dataset_name=dataset_name, files_uri=dataset_uri, strict=strict,
+                config=dataset_options,
+            ),
             "ingest",
         )
         parts = place(
@@ -213,7 +220,10 @@ def build_pipeline(
                 "build_graph",
             )
             hgnn_task = place(
-                train_hgnn(graph=graph.outputs["graph"], config=hgnn_config),
+                train_hgnn(
+                    graph=graph.outputs["graph"], config=hgnn_config,
+                    warm_start_uri=hgnn_warm_start_uri,
+                ),
                 "train_hgnn",
             )
             with dsl.If(publish_foundation_uri != "", name="publish"):

@@ -55,7 +55,8 @@ RETRY_BACKOFF = {"backoff_duration": "30s", "backoff_factor": 2.0,
 
 # Steps whose output is a pure function of their inputs and settings, so a
 # cache hit is correct. ingest reads a location whose contents may change
-# under the same URI, and deploy and publish_foundation have side effects,
+# under the same URI, so it is cached only on request (see
+# apply_task_policy), and deploy and publish_foundation have side effects,
 # so they always run.
 CACHED_STEPS = frozenset(
     {"split", "featurize", "build_graph", "train_hgnn", "train_two_tower",
@@ -69,12 +70,17 @@ GCS_KEY_MOUNT = "/var/secrets/google"
 GCS_KEY_FILE = "gcloud-application-credentials.json"
 
 
-def apply_task_policy(task: Any, step: str) -> Any:
+def apply_task_policy(task: Any, step: str, *, cache_ingest: bool = False) -> Any:
     """Set the retry policy and caching of one task, by step name.
 
     Args:
         task: a ``kfp.dsl.PipelineTask``.
         step: one of :data:`STEPS`.
+        cache_ingest: cache the ingest step too. Only correct when the data
+            behind a dataset name and URI never changes (the public
+            datasets, dated snapshot folders). Every ingest run writes a
+            new artifact, so without this the steps after it cannot hit
+            the cache across runs.
 
     Returns:
         The same task.
@@ -82,7 +88,8 @@ def apply_task_policy(task: Any, step: str) -> Any:
     _check_step(step)
     if step in RETRIED_STEPS:
         task.set_retry(num_retries=RETRIED_STEPS[step], **RETRY_BACKOFF)
-    task.set_caching_options(enable_caching=step in CACHED_STEPS)
+    cached = step in CACHED_STEPS or (step == "ingest" and cache_ingest)
+    task.set_caching_options(enable_caching=cached)
     return task
 
 

@@ -3,7 +3,8 @@
 The shipped documents live in ``gfm/configs/<name>.yaml``. Sections:
 
 * ``dataset``: ``name`` (a loader of ``gfm.data.load_dataset``), ``uri``
-  (files for the ``files`` loader, empty otherwise) and ``strict``;
+  (files for the ``files`` loader, empty otherwise), ``strict`` and
+  ``options`` (loader options);
 * ``split``, ``featurize``, ``graph``, ``hgnn``, ``evaluation``,
   ``serving``, ``deploy``: the settings of that stage's dataclass;
 * ``twotower``: ``products`` (a mapping from product name to its item
@@ -41,7 +42,7 @@ STAGE_SETTINGS = {
     "deploy": "gfm.serving.deploy_config:DeployConfig",
 }
 SECTIONS = ("dataset", *STAGE_SETTINGS)
-DATASET_KEYS = ("name", "uri", "strict")
+DATASET_KEYS = ("name", "uri", "strict", "options")
 
 # Product names become folder names and parts of KFP task and Kubernetes
 # object names, so they follow the DNS label rules.
@@ -95,7 +96,8 @@ class RunConfig:
     settings dataclass from its mapping.
 
     Args:
-        dataset: ``name``, ``uri`` and ``strict`` of the ingest step.
+        dataset: ``name``, ``uri``, ``strict`` and ``options`` of the
+            ingest step.
         products: the products, each trained as its own two-tower model.
         split, featurize, graph, hgnn, twotower, evaluation, serving, deploy:
             stage settings; an empty mapping means the stage's defaults.

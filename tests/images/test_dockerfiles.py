@@ -177,3 +177,14 @@ def test_build_script_rejects_unknown_kind(tmp_path):
 
     assert result.returncode == 2
     assert "unknown argument 'gpu'" in result.stderr
+
+
+@pytest.mark.parametrize("kind", settings.IMAGE_KINDS)
+def test_dockerfile_kfp_matches_compiling_sdk(kind):
+    # The compiled command runs `pip install kfp==<SDK version>` first; with
+    # that version already in the image, pip needs no network.
+    import kfp
+
+    (version,) = re.findall(r"^ARG KFP_VERSION=(\S+)$", _dockerfile(kind), re.MULTILINE)
+
+    assert version == kfp.__version__

@@ -5,6 +5,7 @@ import importlib
 import pytest
 import yaml
 
+from gfm.components import decode_parameter
 from gfm.pipelines.compile import pipeline_arguments
 from gfm.pipelines.run_config import (
     SECTIONS,
@@ -161,9 +162,10 @@ def test_pipeline_arguments_map_every_section():
 
     assert arguments["dataset_name"] == "movielens-1m"
     assert arguments["products"] == [{"product": "movies", "item_types": ["movie"]}]
-    assert arguments["hgnn_config"] == run_config.hgnn
-    assert "products" not in arguments["twotower_config"]
-    assert arguments["deploy_config"]["serving"] == run_config.serving
+    assert decode_parameter(arguments["hgnn_config"]) == run_config.hgnn
+    assert decode_parameter(arguments["split_config"])["window_days"] is None
+    assert "products" not in decode_parameter(arguments["twotower_config"])
+    assert decode_parameter(arguments["deploy_config"])["serving"] == run_config.serving
     assert arguments["reuse_foundation"] is False
     assert arguments["foundation_llm_uri"] == ""
     assert arguments["publish_foundation_uri"] == "gs://b/f"
