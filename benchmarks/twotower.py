@@ -35,9 +35,10 @@ from gfm.twotower.stand_ins import genre_embeddings, svd_embeddings
 VARIANTS = {
     "defaults-1-thread": {"num_threads": 1},
     "defaults-2-threads": {"num_threads": 2},
-    "paper-towers-512-256-128-2-threads": {"tower_dims": [512, 256, 128], "num_threads": 2},
-    "no-hgnn-2-threads": {"use_hgnn": False, "num_threads": 2},
+    "paper-towers-512-256-128-1-thread": {"tower_dims": [512, 256, 128], "num_threads": 1},
+    "no-hgnn-1-thread": {"use_hgnn": False, "num_threads": 1},
 }
+
 
 def run(name: str, settings: dict, inputs: dict) -> dict:
     """Train once and return the figures of one result row."""

@@ -48,6 +48,8 @@ def test_train_counts_inputs(trained, ml1m):
     assert counts["user_categorical_features"] == ["gender", "age", "occupation"]
     assert counts["history_types"] == ["movie"]
     assert counts["valid_users_without_history"] == 0
+    assert counts["item_dense_dim"] == ml1m["hgnn"].dim + ml1m["llm"].dim
+    assert counts["item_fields"] == ["genres"]
     assert sum(trained.metrics["dropped"].values()) == 0
 
 
