@@ -67,7 +67,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     submit_parser.add_argument(
         "--no-cache", action="store_true",
-        help="run every task even where the compiled pipeline allows a cache hit",
+        help="turn off caching for every task of this run",
     )
     submit_parser.set_defaults(func=_reporting_errors(_submit_command))
 
@@ -171,7 +171,7 @@ def _add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token-file", default=None,
-        help="a file holding a bearer token for the KFP API",
+        help="a file containing a bearer token for the KFP API",
     )
     parser.add_argument(
         "--experiment", default="gfm", help="the experiment (default: gfm)"
@@ -253,13 +253,17 @@ def _run_command(args: argparse.Namespace) -> int:
     from gfm.pipelines.local_run import run_local, summarize
 
     run_config = _load_settings(args)
-    run = run_local(
-        run_config,
-        args.pipeline_root,
-        reuse_foundation=args.reuse_foundation,
-        foundation_uri=args.foundation_uri,
-        publish_foundation_uri=args.publish_foundation_uri,
-    )
+    try:
+        run = run_local(
+            run_config,
+            args.pipeline_root,
+            reuse_foundation=args.reuse_foundation,
+            foundation_uri=args.foundation_uri,
+            publish_foundation_uri=args.publish_foundation_uri,
+        )
+    except RuntimeError:
+        # run_local has logged which task failed; kfp.local printed its log.
+        return 1
     print(summarize(run))
     if args.output_json:
         document = {

@@ -3,7 +3,7 @@
 2T-HGNN splits the model into a foundation layer (LLM item features and
 HGNN item embeddings, refreshed rarely because they are costly) and the
 product layer (one two-tower model per product, retrained often). A full
-run publishes its two embedding artifacts to a fixed location; a run with
+run publishes its two embedding artifacts to a fixed location. A run with
 ``reuse_foundation`` imports them from there with ``dsl.importer`` and
 retrains only the two-tower models. The layout under the location:
 

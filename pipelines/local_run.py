@@ -107,7 +107,7 @@ def run_local(
 
     Raises:
         RuntimeError: if a task fails (kfp.local logs which one).
-        FileNotFoundError: if ``foundation_uri`` holds no published layer.
+        FileNotFoundError: if ``foundation_uri`` contains no published layer.
     """
     from kfp import local
 
@@ -149,8 +149,8 @@ def run_local(
     try:
         with warnings.catch_warnings():
             # kfp.local warns once per task that its gfm-* base image is not
-            # a Python image; here the current environment stands in for
-            # every image by design.
+            # a Python image. A local run replaces every image with the
+            # current environment by design.
             warnings.filterwarnings(
                 "ignore", message=".*custom or non-Python base image", category=RuntimeWarning
             )

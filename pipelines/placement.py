@@ -1,4 +1,4 @@
-"""Where and how each pipeline step runs: resources, GPUs, retries, caching.
+"""Per-step task settings of the pipeline: resources, GPUs, retries, caching.
 
 Two kinds of task settings live here:
 
@@ -63,7 +63,7 @@ CACHED_STEPS = frozenset(
      "export_bundle", "evaluate"}
 )
 
-# Where a mounted service-account key lands inside a step's container. The
+# Mount path of the service-account key inside a step's container. The
 # file name is the one KServe's storage initializer looks for in a Secret
 # attached to the predictor's service account, so one Secret serves both.
 GCS_KEY_MOUNT = "/var/secrets/google"
@@ -326,7 +326,7 @@ def gke_placement(accelerator: str = "nvidia-l4") -> Placement:
 def cpu_cluster_placement(gcs_key_secret: str | None = "gfm-gcs-key") -> Placement:
     """Return the placement for a small CPU-only cluster (kind, minikube).
 
-    No step asks for a GPU; featurize and train_hgnn still get a 2 GiB
+    No step requests a GPU; featurize and train_hgnn still get a 2 GiB
     memory-backed ``/dev/shm`` for vLLM's and Ray's shared memory. Images
     loaded with ``kind load docker-image`` are used as they are.
     """

@@ -189,9 +189,10 @@ class RunConfig:
     def validate(self) -> None:
         """Build every stage's settings dataclass from its section.
 
-        A stage whose package cannot be imported in this environment (the
-        ``gfm-base`` image that submits runs has no torch, for example) is
-        skipped with a warning; its step checks the section when it starts.
+        A stage whose package cannot be imported in this environment is
+        skipped with a warning, and its step checks the section when it
+        starts. The ``gfm-base`` image that submits runs has no torch, for
+        example.
 
         Raises:
             ValueError: from the first stage whose ``from_dict`` rejects its
