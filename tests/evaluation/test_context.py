@@ -95,3 +95,8 @@ def test_evaluation_config_from_dict_rejects_unknown_key():
         EvaluationConfig(popularity_tier_shares=(0.8, 0.5))
     with pytest.raises(ValueError, match="history_parts"):
         EvaluationConfig(history_parts=("valid",))
+    with pytest.raises(ValueError, match="baselines"):
+        EvaluationConfig(baselines=("popularity", "bpr"))
+    with pytest.raises(ValueError, match="num_threads"):
+        EvaluationConfig(num_threads=0)
+    assert EvaluationConfig.from_dict({"num_threads": None}).num_threads is None

@@ -48,6 +48,17 @@ class EvaluationConfig:
             baselines average: ``"all"`` (every item type, so users cold in
             this product are still scored from their other products) or
             ``"product"``. Default ``"all"``.
+        baselines: baselines evaluated beside the given product models, in
+            report order, from ``popularity``, ``item-knn``, ``ease``,
+            ``llm-knn``, ``hgnn-knn`` and ``two-tower`` (a two-tower model
+            trained without HGNN inputs, with the product model's other
+            settings). Default all of them.
+        num_threads: torch intra-op threads while ranking and scoring
+            (restored afterwards); ``None`` keeps torch's setting. Default
+            1: ranking is element-wise work on ``[batch_size, num_items]``
+            tensors, and with 2 threads on 2 cores shared with other jobs it
+            ran 5 to 14 times slower than with 1 (``benchmarks/evaluate.py``,
+            ``docs/benchmarks/evaluation.md``).
     """
 
     hit_k: int = 10
@@ -64,7 +75,7 @@ class EvaluationConfig:
     knn_shrinkage: float = 10.0
     embedding_history_types: str = "all"
     baselines: tuple[str, ...] = BASELINE_NAMES
-    num_threads: int | None = None
+    num_threads: int | None = 1
 
     def __post_init__(self) -> None:
         self.history_parts = tuple(self.history_parts)
