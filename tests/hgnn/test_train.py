@@ -1,7 +1,8 @@
 """Tests of train_hgnn on Ray Train: outputs, restarts, job submission, gs://.
 
 All runs share the package's local Ray cluster (2 CPUs) and train on the
-MovieLens-1M slice.
+Last.fm-2k slice (artists and tags, three relations), so the 2-worker DDP
+run meets batches whose loss reads only some of the item types.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ RUN_TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="module")
-def single_run(ray_local, movielens_graph, tmp_path_factory):
+def single_run(ray_local, lastfm_graph, tmp_path_factory):
     out = tmp_path_factory.mktemp("hgnn-single")
     config = HGNNConfig.from_dict(dict(BASE, num_workers=1))
-    return out, train_hgnn(movielens_graph, str(out), config)
+    return out, train_hgnn(lastfm_graph, str(out), config)
 
 
 def test_outputs_follow_hgnn_layout(single_run):
@@ -54,75 +55,75 @@ def test_outputs_follow_hgnn_layout(single_run):
     assert len(metrics["history"]) == 5
     assert metrics["summary"]["epochs"] == 5
     assert metrics["checkpoint_uri"] == result.checkpoint_uri
+    assert set(metrics["split"]) == {
+        "artist__co__artist",
+        "artist__co__tag",
+        "tag__co__tag",
+    }
     assert Path(result.checkpoint_uri, "state.pt").is_file()
 
 
-def test_embeddings_cover_catalog_unit_norm(single_run, movielens_graph):
+def test_embeddings_cover_catalog_unit_norm(single_run, lastfm_graph):
     _, result = single_run
-    data = load_graph(movielens_graph).data
+    data = load_graph(lastfm_graph).data
     embeddings = result.embeddings
-    assert embeddings.item_ids == list(data["movie"].item_ids)
-    assert embeddings.dim == 64
-    norms = np.linalg.norm(embeddings.matrix, axis=1)
-    assert np.allclose(norms, 1.0, atol=1e-5)
-    cold = embeddings.metadata["items_without_edges"]["movie"]
-    assert cold >= 12
-    degree = torch.bincount(
-        data["movie", "co", "movie"].edge_index[1], minlength=data["movie"].num_nodes
+    expected_ids = list(data["artist"].item_ids) + list(data["tag"].item_ids)
+    assert embeddings.item_ids == expected_ids
+    assert (
+        embeddings.item_types
+        == ["artist"] * data["artist"].num_nodes + ["tag"] * data["tag"].num_nodes
     )
-    isolated = embeddings.matrix[(degree == 0).numpy()]
-    assert isolated.shape[0] == cold
+    assert embeddings.dim == 64
+    assert np.allclose(np.linalg.norm(embeddings.matrix, axis=1), 1.0, atol=1e-5)
+
+    degree = torch.zeros(data["artist"].num_nodes, dtype=torch.long)
+    for edge_type in data.edge_types:
+        if edge_type[2] == "artist":
+            degree += torch.bincount(
+                data[edge_type].edge_index[1], minlength=degree.numel()
+            )
+    cold = embeddings.metadata["items_without_edges"]["artist"]
+    assert cold == int((degree == 0).sum()) >= 12
+    isolated = embeddings.matrix[: data["artist"].num_nodes][(degree == 0).numpy()]
     assert np.isfinite(isolated).all()
 
 
-def test_single_worker_beats_random(single_run, movielens_graph):
+def test_single_worker_beats_random(single_run, lastfm_graph):
     _, result = single_run
     summary = result.metrics["summary"]
-    num_movies = load_graph(movielens_graph).data["movie"].num_nodes
-    assert summary["best_val_auc"] > 0.8
-    assert summary["best_val_hr"] > 10 * summary["hr_k"] / num_movies
+    data = load_graph(lastfm_graph).data
+    # Random HR@k is about k / num_items of the destination type; the
+    # smallest type (80 tags) gives the highest chance level.
+    random_hr = summary["hr_k"] / min(data[t].num_nodes for t in data.node_types)
+    assert summary["best_val_auc"] > 0.7
+    assert summary["best_val_hr"] > 2 * random_hr
     losses = [h["train_loss"] for h in result.metrics["history"]]
     assert losses[-1] < losses[0]
 
 
-def test_load_model_embeds_items_added_later(single_run, movielens_graph):
+def test_load_model_embeds_items_added_later(single_run, lastfm_graph):
     out, result = single_run
     model = load_model(out / "model")
-    data = load_graph(movielens_graph).data
-    store = data["movie"]
-    new_x = store.x[:3] + 0.01
-    store.x = torch.cat([store.x, new_x])
-    store.item_ids = list(store.item_ids) + [
-        "movie:new-1",
-        "movie:new-2",
-        "movie:new-3",
-    ]
+    data = load_graph(lastfm_graph).data
+    store = data["artist"]
+    new_ids = ["artist:new-1", "artist:new-2", "artist:new-3"]
+    store.x = torch.cat([store.x, store.x[:3] + 0.01])
+    store.item_ids = list(store.item_ids) + new_ids
     store.num_nodes = store.x.shape[0]
     embeddings = embed_items(model, data)
-    assert embeddings.item_ids[-3:] == ["movie:new-1", "movie:new-2", "movie:new-3"]
-    new_rows = embeddings.select(["movie:new-1", "movie:new-2", "movie:new-3"])
+    new_rows = embeddings.select(new_ids)
     assert np.isfinite(new_rows).all()
     assert np.allclose(np.linalg.norm(new_rows, axis=1), 1.0, atol=1e-5)
+    # Items without edges add no messages, so every known item keeps its vector.
     known = result.embeddings.item_ids
     assert np.allclose(embeddings.select(known), result.embeddings.matrix, atol=1e-5)
 
 
-def test_embed_command_writes_embeddings(single_run, movielens_graph, tmp_path):
+def test_embed_command_writes_embeddings(single_run, lastfm_graph, tmp_path):
     out, result = single_run
     target = tmp_path / "embedded"
-    code = main(
-        [
-            "hgnn",
-            "embed",
-            "--model",
-            str(out / "model"),
-            "--graph",
-            movielens_graph,
-            "--out",
-            str(target),
-        ]
-    )
-    assert code == 0
+    command = ["hgnn", "embed", "--model", str(out / "model"), "--graph", lastfm_graph]
+    assert main([*command, "--out", str(target)]) == 0
     embedded = ItemEmbeddings.load(target)
     assert embedded.item_ids == result.embeddings.item_ids
     assert np.allclose(embedded.matrix, result.embeddings.matrix, atol=1e-5)
@@ -158,7 +159,7 @@ def _wait_for(predicate, timeout_s: float, what: str) -> None:
 
 
 def test_killed_worker_resumes_from_checkpoint(
-    ray_local, movielens_graph, single_run, tmp_path
+    ray_local, lastfm_graph, single_run, tmp_path
 ):
     config = HGNNConfig.from_dict(
         dict(
@@ -175,7 +176,7 @@ def test_killed_worker_resumes_from_checkpoint(
 
     def run() -> None:
         try:
-            outcome["result"] = train_hgnn(movielens_graph, str(tmp_path), config)
+            outcome["result"] = train_hgnn(lastfm_graph, str(tmp_path), config)
         except Exception as error:  # noqa: BLE001 - the asserts below report it
             outcome["error"] = error
 
@@ -201,18 +202,22 @@ def test_killed_worker_resumes_from_checkpoint(
     assert [h["epoch"] for h in history] == list(range(1, 16))
     assert result.metrics["summary"]["attempts"] == 2
     assert {h["attempt"] for h in history} == {1, 2}
-    single_auc = single_run[1].metrics["summary"]["best_val_auc"]
-    assert abs(result.metrics["summary"]["best_val_auc"] - single_auc) < 0.05
+    # Same epochs, same pairs per epoch: the 2-worker run's first epochs
+    # match the 1-worker run, and its longer run does not end worse.
+    single = single_run[1].metrics["summary"]
+    same_epochs = max(h["val_auc"] for h in history[: single["epochs"]])
+    assert abs(same_epochs - single["best_val_auc"]) < 0.05
+    assert result.metrics["summary"]["best_val_auc"] > single["best_val_auc"] - 0.02
     assert result.metrics["summary"]["num_workers"] == 2
 
 
 def test_job_submission_warm_start_into_gcs(
-    ray_local, gcs_emulator, movielens_graph, single_run
+    ray_local, gcs_emulator, lastfm_graph, single_run
 ):
     bucket = gcs_emulator.create_bucket("gfm-hgnn-job")
     graph_uri = f"{bucket}/graph"
     out_uri = f"{bucket}/out"
-    storage.copy_tree(movielens_graph, graph_uri)
+    storage.copy_tree(lastfm_graph, graph_uri)
     _, cold = single_run
     config = HGNNConfig.from_dict(
         dict(

@@ -158,7 +158,13 @@ def _report(metrics: dict[str, Any], state: TrainState | None) -> None:
 def _prepare_model(model: torch.nn.Module) -> torch.nn.Module:
     import ray.train.torch
 
-    return ray.train.torch.prepare_model(model)
+    # A batch's loss reads only its relation's node types, so with several
+    # item types the last layer's weights of the other types take no part in
+    # it, and DDP must be told to expect parameters without gradients.
+    several_types = len(getattr(model, "node_types", [])) > 1
+    return ray.train.torch.prepare_model(
+        model, parallel_strategy_kwargs={"find_unused_parameters": several_types}
+    )
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
