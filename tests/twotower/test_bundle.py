@@ -190,7 +190,7 @@ def test_load_rejects_product_folder_mismatch(bundle_copy):
     shutil.move(bundle_copy / "products" / "movies_llm", bundle_copy / "products" / "films")
 
     with pytest.raises(BundleError, match=r"lists products \['movies', 'movies_llm'\] but "
-                                          r"products/ holds \['films', 'movies'\]"):
+                                          r"products/ contains \['films', 'movies'\]"):
         Bundle.load(bundle_copy)
 
 

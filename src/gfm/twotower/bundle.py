@@ -98,7 +98,7 @@ def export_bundle(
             the ``hgnn``/``llm`` given here.
         ValueError: if ``histories`` lacks ``user_id`` or ``item_id``.
     """
-    embeddings = {"hgnn": hgnn, "llm": llm}
+    embeddings = dict(zip(EMBEDDING_DIRS, (hgnn, llm)))
     _check_export(products, embeddings, model_cards, model_version)
     missing = [c for c in ("user_id", "item_id") if c not in histories.columns]
     if missing:
@@ -222,11 +222,15 @@ class Bundle:
         self.item_index = next(iter(embeddings.values())).index()
         self._model_cards = model_cards
 
+        # histories.parquet is sorted by user, so each user's rows are one span.
         user_ids = histories["user_id"].to_numpy()
         self._history_items = histories["item_id"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1]]) if len(user_ids) else []
-        bounds = list(starts) + [len(user_ids)]
-        self._history_span = {user_ids[s]: (s, e) for s, e in zip(bounds[:-1], bounds[1:])}
+        self._history_span: dict[str, tuple[int, int]] = {}
+        if len(user_ids):
+            starts = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1]])
+            bounds = list(starts) + [len(user_ids)]
+            for start, stop in zip(bounds[:-1], bounds[1:]):
+                self._history_span[user_ids[start]] = (start, stop)
         self._users = None if users is None else users.set_index("user_id")
 
     @classmethod
@@ -256,7 +260,7 @@ class Bundle:
         folders = _product_folders(uri)
         if sorted(names) != folders:
             raise BundleError(f"bundle {uri}: {BUNDLE_FILE} lists products {sorted(names)} "
-                              f"but {PRODUCTS_DIR}/ holds {folders}")
+                              f"but {PRODUCTS_DIR}/ contains {folders}")
         item_ids = set(next(iter(embeddings.values())).item_ids)
         products, cards = {}, {}
         for name in names:
