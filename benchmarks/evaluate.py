@@ -1,10 +1,10 @@
 """Benchmark the evaluation: ranking time per 1,000 users, and the full runner.
 
 Part 1 times the full-ranking harness on MovieLens-1M's shipped split
-(temporal, ratings of 4 and 5 as positives) with the popularity scorer,
-whose own cost is negligible, and with EASE, whose scoring is a dense
-matrix product, for several user batch sizes and torch thread counts side
-by side.
+(temporal, ratings of 4 and 5 as positives), for several user batch sizes
+and torch thread counts side by side. It runs two scorers: popularity,
+whose own cost is negligible, and EASE, whose scoring is a dense matrix
+product.
 
 Part 2 (``--full``) runs the experiment runner: every stage for every run
 settings document and seed, then prints the headline table (HR@10 on warm

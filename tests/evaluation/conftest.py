@@ -1,8 +1,8 @@
 """A real MovieLens-1M slice, its split, stand-in embeddings and trained models.
 
 The slice keeps the first ``SLICE_USERS`` users of MovieLens-1M as loaded by
-``gfm.data.load_dataset``; each user's last two ratings are test and the one
-before validation, and a tenth of the movies are cold. The HGNN stand-in is
+``gfm.data.load_dataset``. Each user's last two ratings are test and the one
+before them validation, and a tenth of the movies are cold. The HGNN stand-in is
 a truncated SVD of the training item-user matrix and the LLM stand-in a
 unit-norm genre and decade encoding, so both carry real signal and cover
 every catalogue movie, as the real artifacts do.

@@ -21,9 +21,9 @@ class EvaluationConfig:
             candidate items that appear in at least one evaluated user's top
             ``coverage_k``. Default 100.
         batch_size: users scored per matrix product. Default 256.
-        positive_min_weight: a test interaction counts as a positive only
-            when its ``weight`` is at least this (4.0 keeps MovieLens
-            ratings of 4 and 5); ``None`` keeps every test interaction.
+        positive_min_weight: minimum ``weight`` of a test interaction that
+            counts as a positive. 4.0 keeps MovieLens ratings of 4 and 5,
+            and ``None`` keeps every test interaction.
         history_parts: split parts that form the history a user has at test
             time. Every scorer sees this history, and its items are removed
             from the candidates. Default ``("train", "valid")``.
@@ -86,6 +86,7 @@ class EvaluationConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
         unknown_parts = [p for p in self.history_parts if p not in HISTORY_PARTS]
         if unknown_parts or "train" not in self.history_parts:
             raise ValueError(
@@ -98,6 +99,7 @@ class EvaluationConfig:
                 f"popularity_tier_shares={shares!r} is invalid: give two increasing "
                 f"shares strictly between 0 and 1, for example (0.5, 0.8)"
             )
+
         if self.ease_l2 <= 0:
             raise ValueError(f"ease_l2 must be positive, got {self.ease_l2!r}")
         if self.knn_shrinkage < 0:
@@ -106,6 +108,7 @@ class EvaluationConfig:
                                              or self.num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or null, got "
                              f"{self.num_threads!r}")
+
         unknown_baselines = [b for b in self.baselines if b not in BASELINE_NAMES]
         if unknown_baselines or len(set(self.baselines)) != len(self.baselines):
             raise ValueError(

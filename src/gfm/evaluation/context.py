@@ -1,9 +1,9 @@
 """The evaluation context: one product's candidates, histories and positives.
 
-Everything a scorer may use is here, indexed once: the catalogue, every
-user's history at test time as a sparse matrix over all item types, the
-product's candidate items, their popularity in the history, and the test
-positives of the evaluated users. Scorers fit on the context and never see
+The context indexes, once, everything a scorer may use. That is the
+catalogue, every user's history at test time as a sparse matrix over all
+item types, the product's candidate items with their history popularity,
+and the test positives of the evaluated users. Scorers fit on the context and never see
 the test interactions except through the user ids they are asked to score.
 """
 

@@ -1,11 +1,12 @@
 """The experiment runner behind the headline table: every stage, per seed.
 
-For each run settings document (``gfm/configs/<name>.yaml``: dataset, split
-protocol, stage settings, products) and each seed, :func:`run_seed` loads the
-dataset, splits it, embeds the items with the LLM (once per dataset, reused
-by every seed), builds the co-interaction graph on the training part, trains
-the HGNN, trains two two-tower models per product (with and without HGNN
-inputs) and evaluates them beside the baselines. The seed replaces
+A run settings document (``gfm/configs/<name>.yaml``) fixes the dataset,
+the split protocol, the stage settings and the products. For each document
+and seed, :func:`run_seed` loads the dataset and splits it. It embeds the
+items with the LLM once per dataset, because every seed reuses them. It
+then builds the co-interaction graph on the training part, trains the HGNN,
+trains two two-tower models per product (with and without HGNN inputs) and
+evaluates them beside the baselines. The seed replaces
 ``split.seed``, ``hgnn.seed`` and ``twotower.seed``. :func:`run_experiments`
 averages the seeds and writes the report.
 """
@@ -32,7 +33,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 
 @dataclass
 class SeedRun:
-    """What one seed of one run settings document produced.
+    """Outputs of one seed of one run settings document.
 
     Attributes:
         protocol: the run settings' name, for example ``movielens-1m``.

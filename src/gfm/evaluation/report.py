@@ -1,6 +1,6 @@
 """The comparison report: metrics JSON, a Markdown table and an HTML plot.
 
-``metrics.json`` holds ``rows`` (one per model and slice, each with
+``metrics.json`` contains ``rows`` (one per model and slice, each with
 ``num_users``), the run's settings and counts, and ``deploy_gate``: per
 product, the HR@10 of the gated model (2T-HGNN by default) on warm users,
 the one comparable figure a deploy step checks::
