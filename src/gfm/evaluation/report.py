@@ -134,6 +134,9 @@ def to_markdown(rows: Sequence[dict[str, Any]], slices: dict[str, str] | None = 
 def plot_png(rows: Sequence[dict[str, Any]], metric: str = GATE_METRIC) -> bytes:
     """Draw ``metric`` per model and slice, one panel per protocol and product.
 
+    Each slice's label carries the number of users behind its bars, and
+    error bars show the standard deviation over seeds where there is one.
+
     Returns:
         The PNG image's bytes.
     """
@@ -162,11 +165,13 @@ def plot_png(rows: Sequence[dict[str, Any]], metric: str = GATE_METRIC) -> bytes
             xs = [i + (position - (len(models) - 1) / 2) * width
                   for i in range(len(slices))]
             axis.bar(xs, values, width=width, yerr=errors, label=model, capsize=2)
+        users = {r["slice"]: r["num_users"] for r in members}
+        labels = [f"{name}\n({_format_count(users[name])} users)" for name in slices]
         axis.set_xticks(range(len(slices)))
-        axis.set_xticklabels(slices, rotation=20, ha="right", fontsize=8)
+        axis.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
         axis.set_ylabel(metric)
         axis.set_title(f"{protocol}: {product}" if protocol else product)
-        axis.legend(fontsize=7, ncol=4)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
