@@ -20,8 +20,9 @@ def train_hgnn(
     ``config.json`` and ``metrics.json`` (per-epoch loss and validation
     metrics), and ``embeddings`` the ``ItemEmbeddings`` of every catalog
     item. ``config`` is the ``hgnn`` section of the run's settings
-    (``HGNNConfig.from_dict``; empty means defaults); its ``launcher`` picks
-    a local Ray cluster, a KubeRay ``RayJob`` or a running RayCluster.
+    (``HGNNConfig.from_dict``), and an empty one means defaults. Its
+    ``launcher`` picks a local Ray cluster, a KubeRay ``RayJob`` or a
+    running RayCluster.
     ``warm_start_uri`` names a previous model, HGNN output or Ray checkpoint
     folder to start from (empty starts from scratch). ``metrics`` and the
     outputs' ``metadata`` get the best validation AUC and HR@K, the epochs

@@ -96,12 +96,13 @@ def build_lastfm_slice(
     interactions = dataset.interactions[dataset.interactions["item_id"].isin(hot)]
 
     tag_names = items.loc[items["item_type"] == "tag", "title"].tolist()
-    labels = [
-        [title] if kind == "tag" else list(tag_list if tag_list is not None else [])
-        for kind, title, tag_list in zip(
-            items["item_type"], items["title"], items["tags"]
-        )
-    ]
+    # A tag is labelled with itself, an artist with the tags users gave it.
+    labels = []
+    for kind, title, tag_list in zip(items["item_type"], items["title"], items["tags"]):
+        if kind == "tag":
+            labels.append([title])
+        else:
+            labels.append(list(tag_list) if tag_list is not None else [])
     features = _one_hot_features(items, tag_names + ["bias"], labels)
     result = build_graph(
         interactions,
@@ -173,7 +174,11 @@ def ray_local() -> Iterator[RayLocal]:
 
 @pytest.fixture
 def one_thread() -> Iterator[None]:
-    """Run torch on one thread, which is fastest on a shared 2-core machine."""
+    """Run torch on one thread and restore the thread count afterwards.
+
+    On a busy 2-core machine, two torch threads in one process ran several
+    times slower than one (docs/hgnn.md).
+    """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,7 +1,7 @@
 """Tests of the RayJob object, its CRD schema, and the submit-and-wait logic.
 
-No Kubernetes API server can run here, so ``FakeCustomObjectsApi`` stands
-in for ``kubernetes.client.CustomObjectsApi``: it stores created objects and
+No Kubernetes API server can run here, so ``FakeCustomObjectsApi`` replaces
+``kubernetes.client.CustomObjectsApi``: it stores created objects and
 replays a scripted list of statuses. It is the only mock in the HGNN tests.
 """
 

@@ -1,7 +1,7 @@
 """Heterogeneous GraphSAGE over the item co-interaction graph, on Ray Train.
 
 ``train_hgnn`` trains on a graph folder and writes the model, the item
-embeddings of every catalog item and the metrics; ``load_model`` and
+embeddings of every catalog item and the metrics. ``load_model`` and
 ``embed_items`` embed a (newer) graph with a trained model.
 """
 

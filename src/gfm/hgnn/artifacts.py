@@ -1,6 +1,6 @@
 """The trained model on storage, item embeddings of a graph, and checkpoints.
 
-A model folder holds ``model.pt`` (the network's ``state_dict``) and
+A model folder contains ``model.pt`` (the network's ``state_dict``) and
 ``config.json`` (the :class:`~gfm.hgnn.config.HGNNConfig`, the network's
 constructor arguments and facts about the training graph). A Ray Train
 checkpoint folder holds ``state.pt``, a :class:`~gfm.hgnn.loop.TrainState`

@@ -3,9 +3,10 @@
 The 2T-HGNN paper (arXiv 2403.05185) trains for at most 50 epochs with
 patience 10, Adam at lr 1e-3 and batch 256 over every training edge. The
 shipped defaults keep lr and batch size but cap the edges drawn per relation
-and per epoch, and stop sooner, so the full MovieLens-1M graph trains in a
-few minutes on two CPU cores; ``HGNNConfig.paper()`` returns the paper's
-values. docs/hgnn.md records the measurements behind each default.
+and per epoch, and stop sooner. That way the full MovieLens-1M graph trains
+in a few minutes on two CPU cores. ``HGNNConfig.paper()`` returns the
+paper's values, and docs/hgnn.md records the measurements behind each
+default.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def ray_cluster(config: HGNNConfig) -> Iterator[None]:
     An already initialized Ray (a caller's, or a test's shared cluster) is
     used as it is and left running. Otherwise ``ray_address=None`` starts a
     local cluster with ``num_workers * cpus_per_worker`` CPUs, bound to
-    127.0.0.1 and without the dashboard, and shuts it down afterwards;
+    127.0.0.1 and without the dashboard, and shuts it down afterwards.
     ``ray_address="auto"`` (or an address) attaches to a running cluster.
     """
     if config.ray_address is None:
@@ -158,9 +158,9 @@ def _report(metrics: dict[str, Any], state: TrainState | None) -> None:
 def _prepare_model(model: torch.nn.Module) -> torch.nn.Module:
     import ray.train.torch
 
-    # A batch's loss reads only its relation's node types, so with several
-    # item types the last layer's weights of the other types take no part in
-    # it, and DDP must be told to expect parameters without gradients.
+    # A batch's loss reads only its relation's node types. With several item
+    # types, the other types' last-layer weights get no gradient in that
+    # step, which DDP accepts only with find_unused_parameters.
     several_types = len(getattr(model, "node_types", [])) > 1
     return ray.train.torch.prepare_model(
         model, parallel_strategy_kwargs={"find_unused_parameters": several_types}

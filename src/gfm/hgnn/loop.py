@@ -1,6 +1,6 @@
 """The per-worker training loop: epochs, validation, early stopping, state.
 
-The loop knows nothing of Ray. A caller passes :class:`LoopHooks` with the
+The loop does not import Ray. A caller passes :class:`LoopHooks` with the
 worker's rank, world size, device, a model wrapper (DDP under Ray Train)
 and an ``on_epoch_end`` callback (``ray.train.report`` under Ray Train), so
 the same loop runs in a test process and on every Ray worker. With
@@ -25,7 +25,7 @@ from torch_geometric.data import HeteroData
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
 from gfm.hgnn.metrics import link_metrics
-from gfm.hgnn.model import HeteroGraphSAGE, build_model
+from gfm.hgnn.model import HeteroGraphSAGE, build_model, count_parameters
 from gfm.hgnn.objective import batch_loss
 from gfm.hgnn.sampling import build_neighbor_sampler, draw_epoch_edges, epoch_batches
 from gfm.hgnn.split import LinkSplit, relation_name, split_edges
@@ -85,7 +85,7 @@ def _no_report(metrics: dict, state: TrainState | None) -> None:
 
 @dataclass
 class LoopHooks:
-    """How the loop talks to its runtime.
+    """Runtime of one worker, as the loop sees it.
 
     Args:
         rank: this worker's rank.
@@ -253,7 +253,7 @@ def train_loop(
         hooks: runtime of this worker; defaults to one CPU worker.
 
     Returns:
-        The state after the last epoch; ``best_model_state`` holds the
+        The state after the last epoch; ``best_model_state`` contains the
         weights at the best validation score (on rank 0).
     """
     hooks = hooks or LoopHooks()
@@ -278,7 +278,7 @@ def train_loop(
     state.info.update(
         split=split.counts(),
         dropped_pairs=split.dropped,
-        num_parameters=sum(p.numel() for p in network.parameters()),
+        num_parameters=count_parameters(network),
     )
     network.to(hooks.device)
     model = hooks.wrap_model(network)

@@ -4,9 +4,9 @@
   ``(u, n)`` for a uniformly random item ``n`` of ``v``'s type; 0.5 is
   random.
 * ``HR@K``: the share of held-out pairs whose ``v`` ranks in the top ``K``
-  of all items of its type by score with ``u``, leaving out ``u`` itself and
-  ``u``'s training neighbours in that relation (the filtered setting);
-  random is about ``K / num_items``.
+  of all items of its type by score with ``u``. The ranking leaves out ``u``
+  itself and ``u``'s training neighbours in that relation (the filtered
+  setting). Random is about ``K / num_items``.
 
 Both use a seeded sample of at most ``max_pairs`` pairs per relation.
 """

@@ -1,10 +1,11 @@
 """Per-epoch edge draws and mini-batch loaders for link prediction.
 
 Each epoch, :func:`draw_epoch_edges` applies the balanced multi-link
-sampler of 2T-HGNN: it caps every relation's training pairs at the same
-count (the smallest relation's size, or ``edges_per_relation`` when that is
-smaller), redrawn every epoch, so a dense relation cannot drown out a sparse
-one. Each Ray worker then takes its own disjoint share of the draw.
+sampler of 2T-HGNN (arXiv 2403.05185). It caps every relation's training
+pairs at the same count and redraws them every epoch, so a dense relation
+cannot drown out a sparse one. The count is the smallest relation's size,
+or ``edges_per_relation`` when that is smaller. Each Ray worker then takes
+its own disjoint share of the draw.
 :func:`epoch_batches` turns a worker's share into ``LinkNeighborLoader``
 mini-batches with fixed-size uniform neighbour sampling, a fresh sample at
 every iteration, and random negative items per positive pair.

@@ -4,7 +4,8 @@ The graph stores every undirected co-interaction twice: ``(t1, "co", t2)``
 and its reverse ``(t2, "co", t1)``, or both directions inside ``(t, "co",
 t)``. Link prediction works on undirected pairs, one *relation* per unordered
 pair of item types, so that a held-out pair leaves the message-passing graph
-in both directions (otherwise its reverse would leak the answer). A relation
+in both directions. Otherwise its reverse edge would reveal the held-out
+pair to the network. A relation
 is keyed by its canonical edge type: ``(t1, "co", t2)`` with ``t1 <= t2``,
 and pairs inside ``(t, "co", t)`` are kept with ``src < dst``.
 """
