@@ -6,8 +6,8 @@ embeddings of every catalog item and the metrics. ``load_model`` and
 """
 
 from gfm.hgnn.artifacts import HGNNModel, embed_items, load_model, save_model
-from gfm.hgnn.config import HGNNConfig
-from gfm.hgnn.kuberay import ClusterConfig, RayJobFailedError
+from gfm.hgnn.config import ClusterConfig, HGNNConfig
+from gfm.hgnn.kuberay import RayJobFailedError
 from gfm.hgnn.model import HeteroGraphSAGE
 from gfm.hgnn.train import HGNNResult, read_result, train_hgnn
 

@@ -20,14 +20,14 @@ outputs must be on storage both sides reach (``gs://``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shlex
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from gfm.hgnn.config import ClusterConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,105 +47,6 @@ RETRYABLE_HTTP_STATUSES = (429, 500, 502, 503, 504)
 
 class RayJobFailedError(RuntimeError):
     """The Ray job of a ``RayJob`` or a job submission ended without success."""
-
-
-def _default_tolerations() -> list[dict[str, str]]:
-    return [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-
-
-@dataclass
-class ClusterConfig:
-    """Settings of the ``rayjob`` and ``job-submission`` launchers.
-
-    Args:
-        namespace: Kubernetes namespace of the ``RayJob``.
-        name_prefix: prefix of generated ``RayJob`` names.
-        image: container image of head and workers; ``None`` uses
-            ``gfm.settings.image("train")``.
-        ray_version: Ray version of the image, for KubeRay.
-        service_account: service account of the pods, which read and write
-            ``gs://`` (through Workload Identity on GKE); ``None`` uses the
-            namespace's default.
-        head_cpu: CPU request and limit of the head (Kubernetes quantity).
-        head_memory: memory of the head; the driver embeds the full graph
-            there after training.
-        worker_replicas: GPU worker pods.
-        worker_cpu: CPU request and limit per worker pod.
-        worker_memory: memory per worker pod.
-        gpus_per_worker: ``nvidia.com/gpu`` per worker pod.
-        shm_size: size of the in-memory ``/dev/shm`` volume of each pod.
-        tolerations: tolerations of the worker pods (GPU node taints).
-        node_selector: node selector of the worker pods, for example
-            ``{"cloud.google.com/gke-accelerator": "nvidia-l4"}``.
-        env: extra environment variables of every container.
-        shutdown_after_job_finishes: delete the RayCluster when the job ends.
-        ttl_seconds_after_finished: seconds KubeRay keeps a finished
-            ``RayJob`` before deleting it.
-        active_deadline_seconds: seconds after which KubeRay fails the
-            ``RayJob``; ``None`` sets no deadline.
-        timeout_s: seconds :func:`wait_for_rayjob` and
-            :func:`wait_for_ray_job` wait before raising ``TimeoutError``.
-        delete_on_timeout: delete a ``RayJob`` that timed out (and with it
-            its RayCluster), or stop a submitted job that timed out.
-        poll_interval_s: seconds between status polls.
-        address: dashboard address of a running RayCluster for the
-            ``job-submission`` launcher, such as
-            ``http://raycluster-head-svc.ray:8265``.
-    """
-
-    namespace: str = "gfm"
-    name_prefix: str = "gfm-hgnn"
-    image: str | None = None
-    ray_version: str = "2.60.0"
-    service_account: str | None = "gfm-workload"
-    head_cpu: str = "4"
-    head_memory: str = "16Gi"
-    worker_replicas: int = 2
-    worker_cpu: str = "8"
-    worker_memory: str = "32Gi"
-    gpus_per_worker: int = 1
-    shm_size: str = "8Gi"
-    tolerations: list[dict[str, str]] = field(default_factory=_default_tolerations)
-    node_selector: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    shutdown_after_job_finishes: bool = True
-    ttl_seconds_after_finished: int = 3600
-    active_deadline_seconds: int | None = 6 * 3600
-    timeout_s: float = 6 * 3600.0
-    delete_on_timeout: bool = True
-    poll_interval_s: float = 15.0
-    address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.worker_replicas < 1:
-            raise ValueError(
-                f"cluster setting worker_replicas={self.worker_replicas} must be at least 1"
-            )
-        if self.gpus_per_worker < 0:
-            raise ValueError(
-                f"cluster setting gpus_per_worker={self.gpus_per_worker} must be 0 or more"
-            )
-        if self.timeout_s <= 0 or self.poll_interval_s <= 0:
-            raise ValueError(
-                f"cluster settings timeout_s={self.timeout_s} and "
-                f"poll_interval_s={self.poll_interval_s} must be positive seconds"
-            )
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> ClusterConfig:
-        """Build settings from a mapping.
-
-        Raises:
-            ValueError: if a key is not a setting.
-        """
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown HGNN cluster settings {unknown}; valid keys are {sorted(known)}"
-            )
-        return cls(**values)
 
 
 def train_entrypoint(
