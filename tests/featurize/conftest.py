@@ -70,9 +70,13 @@ def real_items(data_dir: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster on 127.0.0.1 for every Ray test of the session."""
+    """One local Ray cluster on 127.0.0.1 for the Ray tests of a module.
+
+    Module scope, because other test folders start Ray with settings of
+    their own and ``ray.init`` fails while a cluster is still connected.
+    """
     import ray
 
     from gfm.featurize import RayOptions
