@@ -75,3 +75,16 @@ def test_paper_schedule():
     assert config.batch_size == 256
     assert config.edges_per_relation is None
     assert HGNNConfig.paper(max_epochs=5).max_epochs == 5
+
+
+def test_integral_floats_become_ints():
+    config = HGNNConfig.from_dict(
+        {"hidden_dim": 64.0, "num_neighbors": [4.0, 2.0], "seed": 3.0}
+    )
+    assert config.hidden_dim == 64
+    assert isinstance(config.hidden_dim, int)
+    assert config.num_neighbors == [4, 2]
+    assert isinstance(config.seed, int)
+    assert config.margin == 0.2
+    with pytest.raises(ValueError, match="hidden_dim=64.5"):
+        HGNNConfig.from_dict({"hidden_dim": 64.5})

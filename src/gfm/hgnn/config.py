@@ -229,6 +229,16 @@ class HGNNConfig:
     def __post_init__(self) -> None:
         if isinstance(self.cluster, Mapping):
             self.cluster = ClusterConfig.from_dict(self.cluster)
+        # Settings that passed through a protobuf Struct (KFP) arrive with
+        # every number as a float, such as 128.0.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if (
+                f.type.startswith("int")
+                and isinstance(value, float)
+                and value.is_integer()
+            ):
+                setattr(self, f.name, int(value))
         self.num_neighbors = [int(n) for n in self.num_neighbors]
         if self.inference_num_neighbors is not None:
             self.inference_num_neighbors = [
