@@ -12,14 +12,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from gfm.evaluation.config import EvaluationConfig
 from gfm.evaluation.context import EvaluationContext
 from gfm.evaluation.metrics import (
     BatchRanking,
     coverage,
-    rank_batch,
     ranking_keys,
     removed_mask,
+    score_positives,
     tie_break_offsets,
+    top_items,
 )
 from gfm.evaluation.scorer import Scorer, check_scores
 from gfm.evaluation.slices import Slice, View, build_slices, build_views
@@ -150,6 +152,10 @@ def _rank_all_users(
         name: sp.diags(view.counted.astype(np.float32)) for name, view in views.items()
         if view.counted is not None
     }
+    candidate_columns = {
+        name: np.flatnonzero(view.candidates) for name, view in views.items()
+        if view.candidates is not None
+    }
     starts = range(0, num_users, config.batch_size)
     if progress_enabled():
         from tqdm import tqdm
@@ -163,20 +169,38 @@ def _rank_all_users(
 
         keys = ranking_keys(scores, offsets)
         history = context.product_history(context.eval_user_rows[start:stop])
-        positives = context.positives[start:stop]
-        removed_everywhere = removed_mask(history, None)
-        for name, view in views.items():
-            removed = (removed_everywhere if view.candidates is None
-                       else removed_mask(history, view.candidates))
-            counted = (positives if view.counted is None
-                       else positives @ counted_diagonals[name])
-            batches[name].append(rank_batch(
-                keys, removed, sp.csr_matrix(counted), config.hit_k,
-                config.ranking_k, config.coverage_k,
-            ))
+        for name, ranking in _rank_views(keys, history, context.positives[start:stop],
+                                         views, counted_diagonals, candidate_columns,
+                                         config).items():
+            batches[name].append(ranking)
     timing = {"fit_s": fit_s, "score_s": time.monotonic() - started, "users": num_users}
     merged = {name: _concatenate(parts) for name, parts in batches.items()}
     return merged, timing
+
+
+def _rank_views(keys: torch.Tensor, history: sp.csr_matrix, positives: sp.csr_matrix,
+                views: dict[str, View], counted_diagonals: dict[str, sp.spmatrix],
+                candidate_columns: dict[str, np.ndarray],
+                config: EvaluationConfig) -> dict[str, BatchRanking]:
+    # Views over every item share one ranking; a view with its own candidate
+    # set ranks only those columns and maps its top items back.
+    depth = max(config.hit_k, config.ranking_k, config.coverage_k)
+    cutoffs = (config.hit_k, config.ranking_k, config.coverage_k)
+    shared = top_items(keys, removed_mask(history, None), depth)
+    rankings = {}
+    for name, view in views.items():
+        counted = (positives if view.counted is None
+                   else sp.csr_matrix(positives @ counted_diagonals[name]))
+        if view.candidates is None:
+            rankings[name] = score_positives(shared, counted, *cutoffs)
+            continue
+        columns = candidate_columns[name]
+        own = top_items(keys[:, columns], removed_mask(history[:, columns], None), depth)
+        ranking = score_positives(own, counted[:, columns], *cutoffs)
+        ranking.top_items = np.where(ranking.top_items >= 0,
+                                     columns[ranking.top_items], -1).astype(np.int32)
+        rankings[name] = ranking
+    return rankings
 
 
 def _concatenate(parts: list[BatchRanking]) -> BatchRanking:

@@ -81,22 +81,45 @@ def ranking_keys(scores: np.ndarray, offsets: torch.Tensor) -> torch.Tensor:
     return keys
 
 
-def rank_batch(
-    keys: torch.Tensor,
-    removed: torch.Tensor,
-    positives: sp.csr_matrix,
-    hit_k: int,
-    ranking_k: int,
-    coverage_k: int,
-) -> BatchRanking:
-    """Compute per-user metrics for one batch of ranked users.
+@dataclass
+class TopItems:
+    """One batch's ranking over one candidate set, shared by its views.
+
+    Attributes:
+        keys: ``[B, num_items]`` ranking keys, ``-inf`` on removed items.
+        items: ``[B, depth]`` columns of the best items, best first.
+        valid: ``[B, depth]`` False where fewer candidates than ``depth``
+            remained, so the slot holds a removed item.
+    """
+
+    keys: torch.Tensor
+    items: torch.Tensor
+    valid: torch.Tensor
+
+
+def top_items(keys: torch.Tensor, removed: torch.Tensor, depth: int) -> TopItems:
+    """Rank one batch: remove items and keep the ``depth`` best per user.
 
     Args:
         keys: ``[B, num_items]`` distinct ranking keys (:func:`ranking_keys`).
         removed: ``[B, num_items]`` bool, True for items that are not
             candidates of that user (history items, items outside the view).
-        positives: ``[B, num_items]`` CSR, nonzero on the user's positives in
-            the view; positives must not be removed items.
+        depth: how many of the best items to keep; at most ``num_items`` are.
+    """
+    keys = keys.masked_fill(removed, float("-inf"))
+    top_keys, items = torch.topk(keys, min(depth, keys.shape[1]), dim=1)
+    return TopItems(keys=keys, items=items, valid=torch.isfinite(top_keys))
+
+
+def score_positives(top: TopItems, positives: sp.csr_matrix, hit_k: int,
+                    ranking_k: int, coverage_k: int) -> BatchRanking:
+    """Compute per-user metrics of one view from a shared ranking.
+
+    Args:
+        top: the batch's ranking over the view's candidates, kept to a depth
+            of at least ``max(hit_k, ranking_k)``.
+        positives: ``[B, num_items]`` CSR, nonzero on the positives that
+            count in the view; none may be a removed item.
         hit_k: cut-off of the hit rate.
         ranking_k: cut-off of Recall and NDCG.
         coverage_k: length of the top lists kept for coverage.
@@ -104,17 +127,17 @@ def rank_batch(
     Returns:
         The batch's per-user metrics.
     """
-    batch, num_items = keys.shape
-    keys = keys.masked_fill(removed, float("-inf"))
-    positive_mask = torch.from_numpy(positives.toarray() > 0)
-    num_positives = positive_mask.sum(dim=1)
+    batch = top.keys.shape[0]
+    positives = positives.tocsr()
+    positives.eliminate_zeros()
+    rows = torch.from_numpy(np.repeat(np.arange(batch), np.diff(positives.indptr)))
+    columns = torch.from_numpy(positives.indices.astype(np.int64))
+    num_positives = torch.from_numpy(np.diff(positives.indptr))
     has_positive = num_positives > 0
 
-    depth = min(max(hit_k, ranking_k, coverage_k), num_items)
-    top_keys, top_items = torch.topk(keys, depth, dim=1)
-    valid = torch.isfinite(top_keys)
-    top_hits = positive_mask.gather(1, top_items) & valid
-
+    positive_mask = torch.zeros(top.keys.shape, dtype=torch.bool)
+    positive_mask[rows, columns] = True
+    top_hits = positive_mask.gather(1, top.items) & top.valid
     hr = top_hits[:, :hit_k].any(dim=1).double()
 
     hits_at_k = top_hits[:, :ranking_k].double()
@@ -125,11 +148,14 @@ def rank_batch(
     ideal_counts = num_positives.clamp(min=1, max=ranking_k) - 1
     ndcg = dcg / ideal_cumulative[ideal_counts]
 
-    best_positive = keys.masked_fill(~positive_mask, float("-inf")).max(dim=1).values
-    better = (keys > best_positive.unsqueeze(1)).sum(dim=1)
+    # The best positive's rank is 1 + the number of candidates whose key is
+    # higher; rows without a positive compare against -inf and are masked.
+    best_positive = torch.full((batch,), float("-inf"), dtype=torch.float64)
+    best_positive.scatter_reduce_(0, rows, top.keys[rows, columns], reduce="amax")
+    better = (top.keys > best_positive.unsqueeze(1)).sum(dim=1)
     mrr = 1.0 / (better.double() + 1.0)
 
-    coverage_items = top_items[:, :coverage_k].masked_fill(~valid[:, :coverage_k], -1)
+    coverage_items = top.items[:, :coverage_k].masked_fill(~top.valid[:, :coverage_k], -1)
     nan = torch.tensor(float("nan"), dtype=torch.float64)
     return BatchRanking(
         has_positive=has_positive.numpy(),
@@ -139,6 +165,30 @@ def rank_batch(
         ndcg=torch.where(has_positive, ndcg, nan).numpy(),
         top_items=coverage_items.numpy().astype(np.int32),
     )
+
+
+def rank_batch(
+    keys: torch.Tensor,
+    removed: torch.Tensor,
+    positives: sp.csr_matrix,
+    hit_k: int,
+    ranking_k: int,
+    coverage_k: int,
+) -> BatchRanking:
+    """Rank one batch and compute its per-user metrics in a single view.
+
+    Args:
+        keys: ``[B, num_items]`` distinct ranking keys (:func:`ranking_keys`).
+        removed: ``[B, num_items]`` bool, True for items that are not
+            candidates of that user.
+        positives: ``[B, num_items]`` CSR, nonzero on the user's positives;
+            none may be a removed item.
+        hit_k: cut-off of the hit rate.
+        ranking_k: cut-off of Recall and NDCG.
+        coverage_k: length of the top lists kept for coverage.
+    """
+    top = top_items(keys, removed, max(hit_k, ranking_k, coverage_k))
+    return score_positives(top, positives, hit_k, ranking_k, coverage_k)
 
 
 def removed_mask(history: sp.csr_matrix, candidates: np.ndarray | None) -> torch.Tensor:
