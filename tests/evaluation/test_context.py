@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from gfm.evaluation.config import EvaluationConfig
@@ -81,6 +82,12 @@ def test_build_context_rejects_test_without_positives():
 def test_build_context_rejects_unknown_cold_item():
     with pytest.raises(ValueError, match="cold items are not in the catalogue"):
         _context(cold_item_ids=["artist:1234"])
+
+
+def test_build_context_rejects_repeated_item_ids():
+    catalogue = two_type_catalogue()
+    with pytest.raises(ValueError, match="more than once"):
+        _context(items=pd.concat([catalogue, catalogue.head(1)], ignore_index=True))
 
 
 def test_evaluation_config_from_dict_rejects_unknown_key():

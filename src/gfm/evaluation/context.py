@@ -134,13 +134,19 @@ def build_context(
         The indexed context.
 
     Raises:
-        ValueError: if the product has no items or no test positives.
+        ValueError: if the catalogue repeats an item id, a cold item is not
+            in it, or the product has no items or no test positives.
     """
     config = config or EvaluationConfig()
     item_types = list(item_types)
     all_item_ids = items["item_id"].astype(str).tolist()
     all_item_types = items["item_type"].astype(str).tolist()
     item_index = {item_id: i for i, item_id in enumerate(all_item_ids)}
+    if len(item_index) != len(all_item_ids):
+        raise ValueError(
+            f"the catalogue lists {len(all_item_ids) - len(item_index)} item ids "
+            f"more than once; pass a validated items table (one row per item)"
+        )
     type_array = np.asarray(all_item_types)
     product_columns = np.flatnonzero(np.isin(type_array, item_types))
     if product_columns.size == 0:
