@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -47,12 +48,15 @@ class LocalRun:
             ``run_dir``, for example ``export-bundle/bundle``.
         metadata: the metadata each task wrote on its output artifacts, by
             ``<task>/<output>``.
+        task_seconds: wall time of each task that ran, in seconds, in the
+            order the tasks finished.
     """
 
     run_dir: Path
     seconds: float
     outputs: dict[str, Path] = field(default_factory=dict)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_seconds: dict[str, float] = field(default_factory=dict)
 
     def output(self, task: str, name: str) -> Path:
         """Return the folder of one output artifact.
@@ -78,6 +82,38 @@ class LocalRun:
     def bundle_dir(self) -> Path:
         """The serving bundle folder the run exported."""
         return self.output("export-bundle", "bundle")
+
+
+_ANSI_COLOR = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_START = re.compile(r"^Executing task '(?P<task>[^']+)'")
+_TASK_END = re.compile(r"^Task '(?P<task>[^']+)' finished with status (?P<status>\w+)")
+
+
+class _TaskTimer(logging.Handler):
+    """Times each task from the start and end lines kfp.local logs.
+
+    kfp.local (2.17) reports tasks only through log records on the root
+    logger, so this handler reads them and logs each task's duration under
+    the ``gfm`` logger.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = _ANSI_COLOR.sub("", record.getMessage())
+        start = _TASK_START.match(message)
+        if start:
+            self.started[start["task"]] = record.created
+            return
+        end = _TASK_END.match(message)
+        if end and end["task"] in self.started:
+            task = end["task"]
+            self.seconds[task] = record.created - self.started.pop(task)
+            logger.info("task %s finished with status %s in %.1f s",
+                        task, end["status"], self.seconds[task])
 
 
 def run_local(
@@ -145,6 +181,8 @@ def run_local(
         PIPELINE_NAME, values["dataset_name"],
         [p["product"] for p in values["products"]], reuse_foundation, root,
     )
+    timer = _TaskTimer()
+    logging.getLogger().addHandler(timer)
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -161,12 +199,15 @@ def run_local(
             PIPELINE_NAME, time.perf_counter() - start, error,
         )
         raise RuntimeError(f"local pipeline run failed: {error}") from error
+    finally:
+        logging.getLogger().removeHandler(timer)
     seconds = time.perf_counter() - start
 
     created = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
     if not created:
         raise RuntimeError(f"the local run wrote no run folder below {root}")
     run = collect_outputs(created[-1], seconds)
+    run.task_seconds = dict(timer.seconds)
     logger.info(
         "local run of %s finished in %.1f s: %d output artifacts in %s",
         PIPELINE_NAME, seconds, len(run.outputs), run.run_dir,
@@ -192,6 +233,10 @@ def collect_outputs(run_dir: Path, seconds: float = 0.0) -> LocalRun:
 def summarize(run: LocalRun) -> str:
     """Return a plain-text table of the run's outputs and their key counts."""
     lines = [f"run folder: {run.run_dir}", f"wall time: {run.seconds:.1f} s"]
+    if run.task_seconds:
+        lines.append("task wall times:")
+        lines.extend(f"  {task}: {value:.1f} s" for task, value in run.task_seconds.items())
+    lines.append("outputs:")
     for key in sorted(run.outputs):
         counts = {
             name: value for name, value in run.metadata[key].items()

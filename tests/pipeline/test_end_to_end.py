@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gfm.data import Dataset, load_dataset
+from gfm.pipelines.demo import MIN_HISTORY, format_prediction, pick_user, titles_of
 from gfm.pipelines.foundation import read_foundation_manifest
 from gfm.pipelines.local_run import run_local
 from gfm.pipelines.run_config import load_run_config
@@ -173,3 +174,22 @@ def test_served_bundle_recommends_for_real_user(runs, tmp_path):
     assert not known.get("fallback")
     assert len(by_history["item_ids"]) == 5
     assert by_history["history_used"] == 5
+
+
+def test_demo_helpers_pick_user_and_show_titles(runs):
+    bundle = Bundle.load(runs["reuse"].bundle_dir)
+    titles = titles_of(runs["reuse"].output("ingest", "dataset"))
+
+    user = pick_user(bundle)
+    history = bundle.history(user)
+    prediction = {
+        "product": "movies", "user_id": user, "model_version": bundle.model_version,
+        "item_ids": history[:3], "scores": [0.9, 0.5, 0.1],
+    }
+    text = format_prediction(prediction, titles, history)
+
+    assert len(history) >= MIN_HISTORY
+    assert len(titles) == SLICE_ITEMS
+    assert f"product movies for user {user}" in text
+    assert titles[history[0]] in text
+    assert "   1. " in text
