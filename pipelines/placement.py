@@ -93,6 +93,16 @@ def apply_task_policy(task: Any, step: str, *, cache_ingest: bool = False) -> An
     return task
 
 
+def _from_dict(cls: type, mapping: Mapping[str, Any], what: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {what} setting(s) {unknown}; known settings are {sorted(known)}"
+        )
+    return cls(**copy.deepcopy(dict(mapping)))
+
+
 def _check_step(step: str) -> None:
     if step not in STEPS:
         raise ValueError(f"unknown pipeline step {step!r}; expected one of {STEPS}")
@@ -163,14 +173,7 @@ class StepPlacement:
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> "StepPlacement":
         """Build from a mapping, raising ValueError naming any unknown key."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown step placement setting(s) {unknown}; known settings are "
-                f"{sorted(known)}"
-            )
-        return cls(**copy.deepcopy(dict(mapping)))
+        return _from_dict(cls, mapping, "step placement")
 
 
 @dataclass
@@ -213,13 +216,7 @@ class Placement:
         Raises:
             ValueError: naming an unknown key or step.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown placement setting(s) {unknown}; known settings are {sorted(known)}"
-            )
-        return cls(**copy.deepcopy(dict(mapping)))
+        return _from_dict(cls, mapping, "placement")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the placement as a JSON-ready mapping."""
