@@ -62,9 +62,14 @@ def test_invalid_value_raises(values, message):
         HGNNConfig.from_dict(values)
 
 
-def test_inference_fanouts_default_to_training():
-    assert HGNNConfig(num_neighbors=[6, 3]).inference_fanouts == [6, 3]
-    assert HGNNConfig(inference_num_neighbors=[-1, -1]).inference_fanouts == [-1, -1]
+def test_inference_fanouts_default_to_every_edge():
+    assert HGNNConfig(num_neighbors=[6, 3]).inference_fanouts == [-1, -1]
+    assert HGNNConfig(num_layers=3, num_neighbors=[4, 4, 4]).inference_fanouts == [
+        -1,
+        -1,
+        -1,
+    ]
+    assert HGNNConfig(inference_num_neighbors=[6, 3]).inference_fanouts == [6, 3]
 
 
 def test_paper_schedule():

@@ -138,15 +138,17 @@ class HGNNConfig:
         num_layers: number of heterogeneous GraphSAGE layers.
         num_neighbors: neighbours sampled per relation and per node at each
             layer during training, outermost layer first; ``-1`` takes all.
-        inference_num_neighbors: the same for inference and validation;
-            ``None`` reuses ``num_neighbors``, ``[-1, -1]`` uses every edge.
+        inference_num_neighbors: the same for inference and validation.
+            ``None`` uses every edge at every layer, which scored better on
+            MovieLens-1M than the training fan-outs (docs/hgnn.md).
         project: apply a linear layer and ReLU to each neighbour before the
-            max-pool (GraphSAGE's pooling aggregator).
+            max-pool (GraphSAGE's pooling aggregator). Off by default: on
+            MovieLens-1M the plain max scored higher (docs/hgnn.md).
         dropout: dropout probability between layers.
         margin: margin of the max-margin (hinge) loss on cosine scores.
         num_negatives: random negative items drawn per positive edge.
         in_batch_negatives: also use the other positives of a batch as
-            negatives.
+            negatives; on by default, since it raised HR@10 on MovieLens-1M.
         balanced_sampling: cap the training edges of each relation per epoch
             (redrawn every epoch) so relations count equally.
         edges_per_relation: the cap; ``None`` uses the size of the smallest
@@ -195,11 +197,11 @@ class HGNNConfig:
     num_layers: int = 2
     num_neighbors: list[int] = field(default_factory=lambda: [10, 5])
     inference_num_neighbors: list[int] | None = None
-    project: bool = True
+    project: bool = False
     dropout: float = 0.0
     margin: float = 0.2
     num_negatives: int = 1
-    in_batch_negatives: bool = False
+    in_batch_negatives: bool = True
     balanced_sampling: bool = True
     edges_per_relation: int | None = 20_000
     valid_fraction: float = 0.1
@@ -327,7 +329,7 @@ class HGNNConfig:
     def inference_fanouts(self) -> list[int]:
         """Fan-outs used by inference and validation, one per layer."""
         if self.inference_num_neighbors is None:
-            return list(self.num_neighbors)
+            return [-1] * self.num_layers
         return list(self.inference_num_neighbors)
 
     @classmethod

@@ -4,9 +4,7 @@ Inference computes one layer for every node before the next layer, in
 chunks of destination nodes, so memory grows with the chunk's edges and not
 with a multi-hop neighbourhood. Before each layer, every node keeps at most
 ``fanout`` incoming edges per relation, drawn uniformly with a fixed seed.
-Max-pool outputs grow with the number of neighbours, so matching the
-training fan-out keeps inference close to what the network saw in
-training. A fan-out of ``-1`` keeps every edge.
+A fan-out of ``-1`` keeps every edge.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 Each layer computes, for a node ``v`` of type ``t``,
 
 .. math::
-    h_v' = W_t h_v + \\sum_{r = (s, t)} W_r \\max_{u \\in N_r(v)}
-    \\sigma(P_r h_u + b_r)
+    h_v' = W_t h_v + \\sum_{r = (s, t)} W_r \\max_{u \\in N_r(v)} h_u
 
-with a separate weight ``W_r`` (and pooling projection ``P_r``) per relation,
-max-pooling over the relation's neighbours, and messages summed across
-relations: a ``HeteroConv(aggr="sum")`` of ``SAGEConv(aggr="max")``. The
+with a separate weight ``W_r`` per relation, an element-wise max over the
+relation's neighbours, and messages summed across relations: a
+``HeteroConv(aggr="sum")`` of ``SAGEConv(aggr="max")``. With
+``project=True`` each neighbour first passes through
+``relu(P_r h_u + b_r)``, GraphSAGE's pooling aggregator. The
 root term ``W_t`` is one linear map per node type instead of one per relation
 (``root_weight=False`` in each ``SAGEConv``). A sum of per-relation root maps
 is itself a single linear map, so the model family is the same, and every
@@ -60,7 +61,7 @@ class HeteroGraphSAGE(nn.Module):
         hidden_dim: int = 128,
         out_dim: int = 128,
         num_layers: int = 2,
-        project: bool = True,
+        project: bool = False,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
