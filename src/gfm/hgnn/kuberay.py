@@ -31,6 +31,9 @@ from gfm.hgnn.config import ClusterConfig
 
 logger = logging.getLogger(__name__)
 
+# Seconds to wait for a RayCluster's job agent to accept submissions.
+SUBMIT_AGENT_WAIT_S = 60.0
+
 RAYJOB_GROUP = "ray.io"
 RAYJOB_VERSION = "v1"
 RAYJOB_PLURAL = "rayjobs"
@@ -399,11 +402,28 @@ def submit_ray_job(
     from ray.job_submission import JobSubmissionClient
 
     client = client or JobSubmissionClient(address)
-    job_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env=dict(runtime_env or {}) or None,
-        submission_id=submission_id,
-    )
+    # The head's dashboard answers before its job agent has registered, and
+    # until then it rejects submissions with "No available agent"; that is
+    # the one error worth waiting out.
+    deadline = time.monotonic() + SUBMIT_AGENT_WAIT_S
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            job_id = client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=dict(runtime_env or {}) or None,
+                submission_id=submission_id,
+            )
+            break
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() >= deadline:
+                raise
+            logger.warning(
+                "Ray job agent at %s not ready (attempt %d): %s; retrying in 2 s",
+                address, attempt, error,
+            )
+            time.sleep(2.0)
     logger.info("submitted Ray job %s to %s", job_id, address)
     return client, job_id
 
