@@ -10,6 +10,7 @@ def featurize(
     dataset: dsl.Input[dsl.Dataset],
     embeddings: dsl.Output[dsl.Artifact],
     config: dict = {},
+    templates: dict = {},
 ):
     """Render each item of ``dataset``'s ``items.parquet`` to text and embed it.
 
@@ -18,14 +19,19 @@ def featurize(
     ``config`` is the ``featurize`` section of the run's settings
     (``FeaturizeConfig.from_dict``; empty means defaults). The engine is
     picked per ``config["engine"]``, so the GPU this task is given decides
-    between vLLM and sentence-transformers under ``"auto"``.
+    between vLLM and sentence-transformers under ``"auto"``. ``templates``
+    maps item types to templates that replace those of ``config`` (the
+    pipeline's ``templates`` parameter; empty keeps them).
     """
     from gfm.components import decode_parameter
     from gfm.featurize import FeaturizeConfig, featurize_dataset
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(decode_parameter(config)))
+    settings = dict(decode_parameter(config))
+    if templates:
+        settings["templates"] = {**settings.get("templates", {}), **templates}
+    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(settings))
     metadata = result.metadata
     embeddings.metadata.update(
         num_items=len(result),
