@@ -28,10 +28,12 @@ def featurize(
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    settings = dict(decode_parameter(config))
+    featurize_settings = dict(decode_parameter(config))
     if templates:
-        settings["templates"] = {**settings.get("templates", {}), **templates}
-    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(settings))
+        featurize_settings["templates"] = {
+            **featurize_settings.get("templates", {}), **templates
+        }
+    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(featurize_settings))
     metadata = result.metadata
     embeddings.metadata.update(
         num_items=len(result),
