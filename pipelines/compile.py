@@ -47,14 +47,19 @@ def pipeline_arguments(
             "published with publish_foundation_uri"
         )
     llm_uri, hgnn_uri = foundation_uris(foundation_uri) if foundation_uri else ("", "")
+    # The templates are a parameter of their own, so a run can change them
+    # without editing the encoded featurize settings.
+    featurize = dict(run_config.featurize)
+    templates = featurize.pop("templates", {})
     return encode_settings({
         "dataset_name": run_config.dataset["name"],
         "dataset_uri": run_config.dataset.get("uri") or "",
         "strict": bool(run_config.dataset.get("strict", False)),
         "dataset_options": dict(run_config.dataset.get("options") or {}),
         "products": [p.to_parameter() for p in run_config.products],
+        "templates": dict(templates),
         "split_config": run_config.split,
-        "featurize_config": run_config.featurize,
+        "featurize_config": featurize,
         "graph_config": run_config.graph,
         "hgnn_config": run_config.hgnn,
         "twotower_config": run_config.twotower,

@@ -155,6 +155,7 @@ def build_pipeline(
         strict: bool = False,
         dataset_options: dict = {},
         products: list = DEFAULT_PRODUCTS,
+        templates: dict = {},
         split_config: dict = {},
         featurize_config: dict = {},
         graph_config: dict = {},
@@ -207,7 +208,10 @@ def build_pipeline(
 
         with dsl.Else(name="refresh-foundation"):
             features = place(
-                featurize(dataset=data.outputs["dataset"], config=featurize_config),
+                featurize(
+                    dataset=data.outputs["dataset"], config=featurize_config,
+                    templates=templates,
+                ),
                 "featurize",
             )
             graph = place(

@@ -23,8 +23,8 @@ from gfm.twotower.bundle import Bundle
 
 pytestmark = pytest.mark.slow
 
-SLICE_USERS = 200
-SLICE_ITEMS = 500
+SLICE_USERS = 150
+SLICE_ITEMS = 400
 SEED = 7
 
 # Small settings so both runs finish in a few minutes on 2 cores.
@@ -34,10 +34,10 @@ SLICE_SETTINGS = {
     "split.n_valid": 1,
     "split.cold_item_fraction": 0.05,
     "featurize.engine": "sentence-transformers",
-    "hgnn.max_epochs": 2,
+    "hgnn.max_epochs": 1,
     "hgnn.edges_per_relation": 5000,
     "hgnn.num_workers": 1,
-    "twotower.max_epochs": 2,
+    "twotower.max_epochs": 1,
     "evaluation.baselines": ["popularity", "item-knn"],
     "deploy.dry_run": True,
 }

@@ -221,6 +221,7 @@ def test_parameter_defaults_come_from_run_settings(tmp_path):
         {"product": "artists", "item_types": ["artist"]},
         {"product": "tags", "item_types": ["tag"]},
     ]
+    assert parameters["templates"]["defaultValue"] == run_config.featurize["templates"]
     split_settings = decode_parameter(parameters["split_config"]["defaultValue"])
     assert split_settings == run_config.split
     assert split_settings["window_days"] is None

@@ -166,6 +166,8 @@ def test_pipeline_arguments_map_every_section():
     assert decode_parameter(arguments["split_config"])["window_days"] is None
     assert "products" not in decode_parameter(arguments["twotower_config"])
     assert decode_parameter(arguments["deploy_config"])["serving"] == run_config.serving
+    assert arguments["templates"] == run_config.featurize["templates"]
+    assert "templates" not in decode_parameter(arguments["featurize_config"])
     assert arguments["reuse_foundation"] is False
     assert arguments["foundation_llm_uri"] == ""
     assert arguments["publish_foundation_uri"] == "gs://b/f"
