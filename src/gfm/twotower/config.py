@@ -54,7 +54,9 @@ class TwoTowerConfig:
             training stops; the best epoch's weights are kept.
         eval_k: the K of the Recall@K used for early stopping.
         seed: seed of weight initialization and batch shuffling.
-        num_threads: torch intra-op threads; ``None`` keeps torch's default.
+        num_threads: torch intra-op threads during training; ``None`` uses
+            the CPUs of the process's affinity mask, capped by its cgroup
+            CPU quota (a Kubernetes CPU limit).
     """
 
     tower_dims: tuple[int, ...] = (256, 128)

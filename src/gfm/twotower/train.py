@@ -24,6 +24,7 @@ from gfm.twotower.inputs import (
 )
 from gfm.twotower.model import ItemTower, UserTower, in_batch_softmax_loss
 from gfm.twotower.product_model import ProductModel
+from gfm.twotower.threads import available_cpus
 from gfm.twotower.validation import recall_at_k
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ def train_two_tower(
     config = config or TwoTowerConfig()
     _check_arguments(product, item_types, hgnn, llm, config)
     threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    torch.set_num_threads(config.num_threads or available_cpus())
     try:
         return _train(product, item_types, train, valid, items, users, hgnn, llm, config)
     finally:
