@@ -118,6 +118,31 @@ def _train(
         train, valid, catalog, encoder, users if config.use_user_features else None,
         dropped, config.positive_min_weight)
 
+    user_tower, item_tower = _build_towers(encoder, catalog, config)
+    fit = _fit(product, user_tower, item_tower, data, catalog, encoder, config, generator)
+    item_vectors = compute_item_vectors(item_tower, catalog)
+    metrics = _metrics(product, item_types, fit, data, catalog, encoder, config,
+                       time.perf_counter() - started)
+    logger.info("trained product %r in %.1f s: best epoch %d, valid Recall@%d %s "
+                "(popularity %s)", product, metrics["train_seconds"], fit["best_epoch"],
+                config.eval_k, metrics["best_valid_recall"], fit["popularity_recall"])
+    return ProductModel(
+        product=product,
+        item_types=item_types,
+        item_ids=catalog.item_ids,
+        item_types_of_rows=catalog.item_types,
+        item_vectors=item_vectors,
+        popularity=data.popularity,
+        user_tower=user_tower,
+        encoder=encoder,
+        config=config,
+        metrics=metrics,
+    )
+
+
+def _build_towers(
+    encoder: UserEncoder, catalog: ProductItems, config: TwoTowerConfig
+) -> tuple[UserTower, ItemTower]:
     user_tower = UserTower(
         num_history_types=len(encoder.history_types),
         history_dim=encoder.history_dim,
@@ -134,6 +159,25 @@ def _train(
         tower_dims=config.tower_dims,
         dropout=config.dropout,
     )
+    return user_tower, item_tower
+
+
+def _fit(
+    product: str,
+    user_tower: UserTower,
+    item_tower: ItemTower,
+    data: TrainingData,
+    catalog: ProductItems,
+    encoder: UserEncoder,
+    config: TwoTowerConfig,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """Train epoch by epoch with early stopping; leave the best epoch's weights loaded.
+
+    Returns:
+        ``epochs`` (one record per epoch), ``best_epoch``, ``best_recall``
+        (``None`` without validation users) and ``popularity_recall``.
+    """
     optimizer = torch.optim.Adam(
         list(user_tower.parameters()) + list(item_tower.parameters()),
         lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -149,7 +193,7 @@ def _train(
             data.valid_targets, [data.seen[u] for u in data.valid_users], config.eval_k)
 
     epochs: list[dict[str, Any]] = []
-    best_recall, best_epoch, best_state = -1.0, 0, None
+    best_recall, best_epoch, best_state = None, 0, None
     stale = 0
     for epoch in range(1, config.max_epochs + 1):
         epoch_started = time.perf_counter()
@@ -167,34 +211,46 @@ def _train(
         logger.info("product %r epoch %d: loss %.4f, valid Recall@%d %s, %.1f s",
                     product, epoch, loss, config.eval_k,
                     "n/a" if recall is None else f"{recall:.4f}", seconds)
-        if recall is None or recall > best_recall:
-            best_recall = -1.0 if recall is None else recall
-            best_epoch = epoch
+
+        # Without validation users every epoch counts as the best so far.
+        if recall is None or best_recall is None or recall > best_recall:
+            best_recall, best_epoch, stale = recall, epoch, 0
             best_state = (copy.deepcopy(user_tower.state_dict()),
                           copy.deepcopy(item_tower.state_dict()))
-            stale = 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                logger.info("product %r: no better valid recall for %d epochs, "
-                            "stopping after epoch %d", product, stale, epoch)
-                break
+            continue
+        stale += 1
+        if stale >= config.patience:
+            logger.info("product %r: no better valid recall for %d epochs, stopping "
+                        "after epoch %d", product, stale, epoch)
+            break
 
     user_tower.load_state_dict(best_state[0])
     item_tower.load_state_dict(best_state[1])
-    item_vectors = compute_item_vectors(item_tower, catalog)
-    seconds = time.perf_counter() - started
+    return {"epochs": epochs, "best_epoch": best_epoch, "best_recall": best_recall,
+            "popularity_recall": popularity_recall}
+
+
+def _metrics(
+    product: str,
+    item_types: Sequence[str],
+    fit: dict[str, Any],
+    data: TrainingData,
+    catalog: ProductItems,
+    encoder: UserEncoder,
+    config: TwoTowerConfig,
+    seconds: float,
+) -> dict[str, Any]:
+    epochs = fit["epochs"]
     examples_seen = len(data.example_items) * len(epochs)
     valid_counts = data.history_count[torch.from_numpy(data.valid_users)]
-    without_history = int((valid_counts.sum(dim=1) == 0).sum())
-    metrics = {
+    return {
         "product": product,
         "item_types": list(item_types),
         "eval_k": config.eval_k,
         "epochs": epochs,
-        "best_epoch": best_epoch,
-        "best_valid_recall": None if best_recall < 0 else best_recall,
-        "popularity_valid_recall": popularity_recall,
+        "best_epoch": fit["best_epoch"],
+        "best_valid_recall": fit["best_recall"],
+        "popularity_valid_recall": fit["popularity_recall"],
         "stopped_early": len(epochs) < config.max_epochs,
         "train_seconds": round(seconds, 3),
         "examples_per_second": round(
@@ -204,7 +260,7 @@ def _train(
             "users": len(data.user_ids),
             "train_pairs": len(data.example_items),
             "valid_users": len(data.valid_users),
-            "valid_users_without_history": without_history,
+            "valid_users_without_history": int((valid_counts.sum(dim=1) == 0).sum()),
             "valid_pairs": int(sum(len(t) for t in data.valid_targets)),
             "history_types": encoder.history_types,
             "item_dense_dim": int(catalog.dense.shape[1]),
@@ -214,21 +270,6 @@ def _train(
         },
         "dropped": data.dropped,
     }
-    logger.info("trained product %r in %.1f s: best epoch %d, valid Recall@%d %s "
-                "(popularity %s)", product, seconds, best_epoch, config.eval_k,
-                metrics["best_valid_recall"], popularity_recall)
-    return ProductModel(
-        product=product,
-        item_types=item_types,
-        item_ids=catalog.item_ids,
-        item_types_of_rows=catalog.item_types,
-        item_vectors=item_vectors,
-        popularity=data.popularity,
-        user_tower=user_tower,
-        encoder=encoder,
-        config=config,
-        metrics=metrics,
-    )
 
 
 def _check_arguments(
