@@ -276,8 +276,10 @@ def run_ray_training(
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
             worker_runtime_env={"env_vars": env},
-            # Ray Train logs every report with all its metrics at INFO; the
-            # loop already logs one line per epoch.
+            # The loop logs one line per epoch, so Ray Train's own INFO lines
+            # under the ray.train logger are left out. NOTE: Ray 2.60 logs
+            # each report ("Reporting training result") through a logger
+            # named after its source file, which this setting cannot reach.
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
