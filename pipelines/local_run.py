@@ -89,31 +89,33 @@ _TASK_START = re.compile(r"^Executing task '(?P<task>[^']+)'")
 _TASK_END = re.compile(r"^Task '(?P<task>[^']+)' finished with status (?P<status>\w+)")
 
 
-class _TaskTimer(logging.Handler):
+class _TaskTimer(logging.Filter):
     """Times each task from the start and end lines kfp.local logs.
 
-    kfp.local (2.17) reports tasks only through log records on the root
-    logger, so this handler reads them and logs each task's duration under
-    the ``gfm`` logger.
+    kfp.local (2.17) reports tasks only through records logged on the root
+    logger, and it replaces the root logger's handlers while a pipeline
+    runs. A filter on the root logger stays in place and sees those
+    records, so this one reads them, lets every record through, and logs
+    each task's duration under the ``gfm`` logger.
     """
 
     def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
+        super().__init__()
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         message = _ANSI_COLOR.sub("", record.getMessage())
         start = _TASK_START.match(message)
+        end = _TASK_END.match(message)
         if start:
             self.started[start["task"]] = record.created
-            return
-        end = _TASK_END.match(message)
-        if end and end["task"] in self.started:
+        elif end and end["task"] in self.started:
             task = end["task"]
             self.seconds[task] = record.created - self.started.pop(task)
             logger.info("task %s finished with status %s in %.1f s",
                         task, end["status"], self.seconds[task])
+        return True
 
 
 def run_local(
@@ -182,7 +184,7 @@ def run_local(
         [p["product"] for p in values["products"]], reuse_foundation, root,
     )
     timer = _TaskTimer()
-    logging.getLogger().addHandler(timer)
+    logging.getLogger().addFilter(timer)
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -200,7 +202,7 @@ def run_local(
         )
         raise RuntimeError(f"local pipeline run failed: {error}") from error
     finally:
-        logging.getLogger().removeHandler(timer)
+        logging.getLogger().removeFilter(timer)
     seconds = time.perf_counter() - start
 
     created = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
