@@ -264,6 +264,8 @@ def run_ray_training(
             "config": config.to_dict(),
             "warm_start": warm_start,
         },
+        # NOTE: use_gpu has not run on a GPU yet. Batches move with
+        # batch.to(device) and TorchConfig picks NCCL, but only CPU runs are tested.
         scaling_config=ScalingConfig(
             num_workers=config.num_workers,
             use_gpu=config.use_gpu,

@@ -150,6 +150,9 @@ def epoch_batches(
     for relation, pairs in draw.pairs.items():
         if pairs.shape[1] == 0:
             continue
+        # NOTE: a batch's positive pairs stay in the message-passing graph,
+        # so the network can read the edge it scores. Held-out validation
+        # pairs are not in the graph.
         loaders[relation] = iter(
             LinkNeighborLoader(
                 graph,
