@@ -421,7 +421,9 @@ def submit_ray_job(
                 raise
             logger.warning(
                 "Ray job agent at %s not ready (attempt %d): %s; retrying in 2 s",
-                address, attempt, error,
+                address,
+                attempt,
+                error,
             )
             time.sleep(2.0)
     logger.info("submitted Ray job %s to %s", job_id, address)
