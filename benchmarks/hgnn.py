@@ -221,16 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     use_loopback()
     configure_logging(os.environ.get("GFM_LOG_LEVEL", "WARNING"))
     graphs = dict(item.split("=", 1) for item in args.graph)
-    work = Path(tempfile.mkdtemp(prefix="gfm-hgnn-graphs-"))
     print(
         f"machine: {os.cpu_count()} CPUs, GPU requested: {args.use_gpu}, "
         f"python {sys.version.split()[0]}"
     )
-    for name in args.datasets:
-        if name not in graphs:
-            started = time.perf_counter()
-            graphs[name] = build_graph_folder(name, work / name)
-            print(f"{name}: built the graph in {time.perf_counter() - started:.0f} s")
+    missing = [name for name in args.datasets if name not in graphs]
+    work = Path(tempfile.mkdtemp(prefix="gfm-hgnn-graphs-")) if missing else None
+    for name in missing:
+        started = time.perf_counter()
+        graphs[name] = build_graph_folder(name, work / name)
+        print(f"{name}: built the graph in {time.perf_counter() - started:.0f} s")
 
     rows = []
     for name in args.datasets if not args.skip_ray else []:
