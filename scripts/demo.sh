@@ -10,8 +10,10 @@
 #   GFM_VENV       the environment made by scripts/setup_env.sh (default: .venv)
 #   GFM_DEMO_DIR   where the run's artifacts and logs go
 #                  (default: runs/demo-DATASET)
-#   GFM_DEMO_SET   extra settings for the run, for example
-#                  "hgnn.max_epochs=2 twotower.max_epochs=2"
+#   GFM_DEMO_SET   extra settings for the run (default:
+#                  "twotower.num_threads=1"), for example
+#                  "hgnn.max_epochs=2 twotower.max_epochs=2"; set it empty to
+#                  keep every shipped setting
 #   GFM_DEMO_SKIP_RUN=1  serve the run recorded in GFM_DEMO_DIR/run.json
 #                  again instead of running the pipeline
 set -euo pipefail
@@ -34,8 +36,11 @@ mkdir -p "$work"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled \
     RAY_USAGE_STATS_ENABLED=0 VLLM_HOST_IP=127.0.0.1 HF_HUB_OFFLINE=1
 
+# One torch thread for the two-tower step: on 2 cores shared with other
+# work, torch's default of 2 intra-op threads made a MovieLens-1M epoch
+# about 6 times slower (docs/benchmarks/pipeline.md).
 overrides=()
-for setting in ${GFM_DEMO_SET:-}; do
+for setting in ${GFM_DEMO_SET-twotower.num_threads=1}; do
     overrides+=(--set "$setting")
 done
 

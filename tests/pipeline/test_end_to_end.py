@@ -38,6 +38,7 @@ SLICE_SETTINGS = {
     "hgnn.edges_per_relation": 5000,
     "hgnn.num_workers": 1,
     "twotower.max_epochs": 1,
+    "twotower.num_threads": 1,
     "evaluation.baselines": ["popularity", "item-knn"],
     "deploy.dry_run": True,
 }
