@@ -10,6 +10,10 @@
 #                    it pip tries PyG's wheel index, then builds from source
 #                    (about 20 minutes on 2 cores)
 #   GFM_EXTRAS       the extras to install (default: dev, which is all)
+#   GFM_TORCH_INDEX_URL  an extra pip index for torch; on a machine whose pip
+#                    does not already serve the CPU build, set it to
+#                    https://download.pytorch.org/whl/cpu, or PyPI's default
+#                    CUDA build of several GB is installed
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,7 +34,11 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 
 # torch first and pinned: any later resolver step that sees no torch would
 # pull a CUDA build of several GB.
-"${pip[@]}" install --quiet "torch==2.13.0"
+torch_index=()
+if [[ -n "${GFM_TORCH_INDEX_URL:-}" ]]; then
+    torch_index=(--extra-index-url "$GFM_TORCH_INDEX_URL")
+fi
+"${pip[@]}" install --quiet "${torch_index[@]}" "torch==2.13.0"
 
 find_links=()
 if [[ -n "${GFM_WHEELS_DIR:-}" ]]; then
