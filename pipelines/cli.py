@@ -217,13 +217,15 @@ def _arguments(args: argparse.Namespace, run_config) -> dict[str, Any]:
     )
 
 
-def _placement(args: argparse.Namespace):
-    from gfm.pipelines.placement import gke_placement, load_placement
+def _placement(args: argparse.Namespace, run_config):
+    from gfm.pipelines.placement import gke_placement, hgnn_trains_in_step, load_placement
 
     if args.placement == "none":
         return None
     if args.placement == "gke":
-        return gke_placement(args.accelerator)
+        return gke_placement(
+            args.accelerator, hgnn_gpu=hgnn_trains_in_step(run_config.hgnn)
+        )
     return load_placement(args.placement)
 
 
@@ -235,7 +237,7 @@ def _compile(args: argparse.Namespace, out: str | Path) -> tuple[Path, dict[str,
     path = compile_pipeline(
         out,
         run_config=run_config,
-        placement=_placement(args),
+        placement=_placement(args, run_config),
         max_parallel_products=args.max_parallel_products,
         cache_ingest=args.cache_ingest,
         arguments=arguments,

@@ -306,17 +306,49 @@ def _cpu_steps(scale: int) -> dict[str, StepPlacement]:
     }
 
 
-def gke_placement(accelerator: str = "nvidia-l4") -> Placement:
+def hgnn_trains_in_step(hgnn: Mapping[str, Any]) -> bool:
+    """Return whether the train_hgnn step runs Ray Train inside its own pod.
+
+    Only the ``local`` launcher without ``ray_address`` does. The ``rayjob``
+    and ``job-submission`` launchers, and ``local`` attached to another
+    cluster, submit the training and wait for it, so the Ray cluster's
+    workers hold the GPUs and the step's pod needs none.
+
+    Args:
+        hgnn: the ``hgnn`` section of the run settings; a missing key takes
+            ``HGNNConfig``'s default (``launcher="local"``,
+            ``ray_address=None``).
+    """
+    return hgnn.get("launcher", "local") == "local" and not hgnn.get("ray_address")
+
+
+def gke_placement(accelerator: str = "nvidia-l4", *, hgnn_gpu: bool = True) -> Placement:
     """Return the placement for GKE with a GPU node pool of ``accelerator``.
 
-    featurize and train_hgnn get one ``nvidia.com/gpu`` on a node of the
-    pool (``cloud.google.com/gke-accelerator``), a toleration for the GPU
-    taint and an 8 GiB memory-backed ``/dev/shm``. CPU steps get 2 to 8
-    cores. GCS access comes from Workload Identity.
+    featurize, and train_hgnn with ``hgnn_gpu``, get one ``nvidia.com/gpu``
+    on a node of the pool (``cloud.google.com/gke-accelerator``), a
+    toleration for the GPU taint and an 8 GiB memory-backed ``/dev/shm``.
+    CPU steps get 1 to 8 cores. GCS access comes from Workload Identity.
+
+    Args:
+        accelerator: the node pool's ``cloud.google.com/gke-accelerator``
+            label, for example ``nvidia-l4``.
+        hgnn_gpu: give train_hgnn a GPU, or else 1 CPU and no GPU. Pass
+            ``hgnn_trains_in_step(run_config.hgnn)``, because a step that
+            only submits a ``RayJob`` or a Ray job would leave its GPU idle
+            while the job runs.
     """
     steps = _cpu_steps(scale=4)
     steps["featurize"] = _gpu_step("4", "16G", accelerator)
-    steps["train_hgnn"] = _gpu_step("8", "32G", accelerator)
+    if hgnn_gpu:
+        # NOTE: the GPU is requested whatever hgnn.use_gpu says, so a local
+        # run with use_gpu false (HGNNConfig's default) leaves it idle.
+        steps["train_hgnn"] = _gpu_step("8", "32G", accelerator)
+    else:
+        steps["train_hgnn"] = StepPlacement(
+            cpu_request="1", memory_request="2G", memory_limit="4G"
+        )
+        logger.info("train_hgnn gets no GPU: it submits the training to a Ray cluster")
     return Placement(steps=steps)
 
 

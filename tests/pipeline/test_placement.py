@@ -4,6 +4,7 @@ import pytest
 import yaml
 from kfp import dsl, local
 
+from gfm.cli import main
 from gfm.pipelines.placement import (
     CACHED_STEPS,
     RETRIED_STEPS,
@@ -14,6 +15,7 @@ from gfm.pipelines.placement import (
     apply_task_policy,
     cpu_cluster_placement,
     gke_placement,
+    hgnn_trains_in_step,
     load_placement,
 )
 
@@ -60,6 +62,74 @@ def test_task_policy_tables_name_pipeline_steps():
     assert set(RETRIED_STEPS) <= set(STEPS)
     assert CACHED_STEPS <= set(STEPS)
     assert not CACHED_STEPS & {"ingest", "deploy", "publish_foundation"}
+
+
+def test_gke_placement_without_hgnn_gpu():
+    placement = gke_placement(hgnn_gpu=False)
+    hgnn = placement.steps["train_hgnn"]
+
+    assert hgnn.accelerator_type is None
+    assert hgnn.node_selector == {}
+    assert hgnn.tolerations == []
+    assert hgnn.shm_size is None
+    assert hgnn.cpu_request == "1"
+    assert placement.steps["featurize"].accelerator_type == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    ("hgnn", "expected"),
+    [
+        ({}, True),
+        ({"launcher": "local"}, True),
+        ({"launcher": "local", "ray_address": "ray://head:10001"}, False),
+        ({"launcher": "rayjob"}, False),
+        ({"launcher": "job-submission", "cluster": {"address": "http://head:8265"}}, False),
+    ],
+)
+def test_hgnn_trains_in_step_by_launcher(hgnn, expected):
+    assert hgnn_trains_in_step(hgnn) is expected
+
+
+def _compile_gke(tmp_path, *overrides: str) -> tuple[dict, dict]:
+    out = tmp_path / "gke.yaml"
+    sets = [word for override in overrides for word in ("--set", override)]
+    code = main(["--log-level", "WARNING", "compile", "--config", "movielens-1m",
+                 "--placement", "gke", *sets, "--out", str(out)])
+    assert code == 0
+    spec, platform = list(yaml.safe_load_all(out.read_text(encoding="utf-8")))
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_compile_gke_gives_local_hgnn_a_gpu(tmp_path):
+    spec, kubernetes = _compile_gke(tmp_path)
+    resources = spec["deploymentSpec"]["executors"]["exec-train-hgnn"]["container"][
+        "resources"
+    ]
+
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "1"
+    assert resources["resourceCpuRequest"] == "8"
+    assert kubernetes["exec-train-hgnn"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("hgnn.launcher=rayjob",),
+        ("hgnn.launcher=job-submission", "hgnn.cluster.address=http://127.0.0.1:8265"),
+    ],
+)
+def test_compile_gke_remote_hgnn_has_no_gpu(tmp_path, overrides):
+    spec, kubernetes = _compile_gke(tmp_path, *overrides)
+    executors = spec["deploymentSpec"]["executors"]
+    resources = executors["exec-train-hgnn"]["container"]["resources"]
+
+    assert "accelerator" not in resources
+    assert resources["resourceCpuRequest"] == "1"
+    assert "nodeSelector" not in kubernetes.get("exec-train-hgnn", {})
+    assert "tolerations" not in kubernetes.get("exec-train-hgnn", {})
+    featurize = executors["exec-featurize"]["container"]["resources"]["accelerator"]
+    assert featurize["resourceType"] == "nvidia.com/gpu"
 
 
 def test_placement_from_dict_rejects_unknown_key():
