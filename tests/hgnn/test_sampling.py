@@ -125,3 +125,76 @@ def test_epoch_batches_cover_the_draw_with_negatives():
         assert batch[dst_type].dst_neg_index.shape == (size, 2)
         assert int(batch[dst_type].dst_neg_index.max()) < batch[dst_type].num_nodes
     assert seen == draw.num_pairs
+
+
+def _in_neighbours(batch, edge_type, local_dst: int) -> set[int]:
+    # Global ids of the sampled in-neighbours of one batch node.
+    src_type = edge_type[0]
+    edge_index = batch[edge_type].edge_index
+    sources = edge_index[0, edge_index[1] == local_dst]
+    return set(batch[src_type].n_id[sources].tolist())
+
+
+def test_neighbours_redrawn_within_fanout():
+    split = split_edges(symmetric_graph(), 0.1, seed=0)
+    graph = split.message_graph
+    fanouts = [3, 2]
+    sampler = build_neighbor_sampler(graph, fanouts)
+    draw = draw_epoch_edges(
+        split.train_pairs, epoch=0, seed=0, balanced=True, edges_per_relation=None
+    )
+    torch.manual_seed(0)
+    iterations = [
+        list(
+            epoch_batches(
+                graph,
+                sampler,
+                draw,
+                batch_size=8,
+                num_neighbors=fanouts,
+                num_negatives=1,
+                epoch=0,
+                seed=0,
+            )
+        )
+        for _ in range(2)
+    ]
+
+    relation = ("movie", "co", "movie")
+    sampled = []
+    for batches in iterations:
+        edges = set()
+        for batch_relation, batch in batches:
+            if batch_relation != relation:
+                continue
+            for local in batch["movie"].src_index.tolist():
+                movie = int(batch["movie"].n_id[local])
+                edges |= {(n, movie) for n in _in_neighbours(batch, relation, local)}
+        sampled.append(edges)
+    # Every movie has 4 to 6 movie neighbours, so a fan-out of 3 leaves some out.
+    assert sampled[0]
+    assert sampled[0] != sampled[1]
+
+    seeds_at_fanout = 0
+    for batches in iterations:
+        for batch_relation, batch in batches:
+            src_type, _, dst_type = batch_relation
+            seeds = {src_type: set(), dst_type: set()}
+            seeds[src_type] |= set(batch[src_type].src_index.tolist())
+            seeds[dst_type] |= set(batch[dst_type].dst_pos_index.tolist())
+            seeds[dst_type] |= set(batch[dst_type].dst_neg_index.view(-1).tolist())
+            for edge_type in batch.edge_types:
+                node_type = edge_type[2]
+                in_degree = torch.bincount(
+                    batch[edge_type].edge_index[1],
+                    minlength=batch[node_type].num_nodes,
+                )
+                # Seeds are sampled with the first fan-out, the nodes they
+                # reach with the second, and the last hop's nodes not at all.
+                for local, degree in enumerate(in_degree.tolist()):
+                    if local in seeds.get(node_type, set()):
+                        assert degree <= fanouts[0], (edge_type, local)
+                        seeds_at_fanout += degree == fanouts[0]
+                    else:
+                        assert degree <= fanouts[1], (edge_type, local)
+    assert seeds_at_fanout > 0
