@@ -71,6 +71,15 @@ def test_run_command_rejects_bad_override():
     assert main(["run", "--local", "--set", "hgnn.max_epoch=2"]) == 2
 
 
+class _RecordList(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_task_timer_reads_kfp_local_records():
     timer = _TaskTimer()
     start = logging.LogRecord("root", logging.INFO, __file__, 1,
@@ -79,9 +88,32 @@ def test_task_timer_reads_kfp_local_records():
                             "Task \x1b[96m'split'\x1b[0m finished with status "
                             "\x1b[92mSUCCESS\x1b[0m", None, None)
     end.created = start.created + 4.5
+    # A separate logger replaces the root logger that kfp.local logs on, so
+    # the test sees which records the timer, as its filter, lets through.
+    kfp_logger = logging.getLogger("tests.kfp_local_records")
+    kfp_logger.propagate = False
+    passed = _RecordList()
+    kfp_logger.addHandler(passed)
+    kfp_logger.addFilter(timer)
+    # The timer logs each duration on the local_run module's logger.
+    gfm_logger = logging.getLogger("gfm.pipelines.local_run")
+    durations = _RecordList()
+    gfm_logger.addHandler(durations)
+    level = gfm_logger.level
+    gfm_logger.setLevel(logging.INFO)
 
-    passed = [timer.filter(start), timer.filter(end), timer.filter(end)]
+    try:
+        for record in (start, end, end):
+            kfp_logger.handle(record)
+    finally:
+        kfp_logger.removeFilter(timer)
+        kfp_logger.removeHandler(passed)
+        gfm_logger.removeHandler(durations)
+        gfm_logger.setLevel(level)
 
-    assert passed == [True, True, True]
+    assert passed.records == [start, end, end]
     assert timer.seconds == {"split": pytest.approx(4.5)}
     assert timer.started == {}
+    assert [r.getMessage() for r in durations.records] == [
+        "task split finished with status SUCCESS in 4.5 s"
+    ]

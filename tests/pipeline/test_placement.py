@@ -1,5 +1,7 @@
 """Tests of gfm.pipelines.placement: task policy, presets, YAML files."""
 
+import re
+
 import pytest
 import yaml
 from kfp import dsl, local
@@ -56,12 +58,6 @@ def test_cpu_cluster_placement_has_no_gpus():
 def test_presets_cover_every_step():
     for placement in (gke_placement(), cpu_cluster_placement()):
         assert set(placement.steps) == set(STEPS)
-
-
-def test_task_policy_tables_name_pipeline_steps():
-    assert set(RETRIED_STEPS) <= set(STEPS)
-    assert CACHED_STEPS <= set(STEPS)
-    assert not CACHED_STEPS & {"ingest", "deploy", "publish_foundation"}
 
 
 def test_gke_placement_without_hgnn_gpu():
@@ -130,6 +126,22 @@ def test_compile_gke_remote_hgnn_has_no_gpu(tmp_path, overrides):
     assert "tolerations" not in kubernetes.get("exec-train-hgnn", {})
     featurize = executors["exec-featurize"]["container"]["resources"]["accelerator"]
     assert featurize["resourceType"] == "nvidia.com/gpu"
+
+
+def test_task_policy_steps_match_compiled_tasks(local_package):
+    spec = yaml.safe_load(local_package.read_text(encoding="utf-8"))
+    executors = spec["deploymentSpec"]["executors"]
+    tasks = {}
+    for component in [spec["root"], *spec["components"].values()]:
+        for name, task in component.get("dag", {}).get("tasks", {}).items():
+            label = spec["components"][task["componentRef"]["name"]].get("executorLabel")
+            if label and "container" in executors[label]:
+                # The compiler suffixes repeated task names with -2, -3.
+                tasks[re.sub(r"-\d+$", "", name).replace("-", "_")] = task
+
+    assert set(tasks) == set(STEPS)
+    for step in ("ingest", "publish_foundation", "deploy"):
+        assert not tasks[step]["cachingOptions"].get("enableCache"), step
 
 
 def test_placement_from_dict_rejects_unknown_key():
