@@ -11,6 +11,8 @@ from gfm.graph import load_graph
 from gfm.hgnn import HGNNConfig
 from gfm.hgnn.loop import TrainState, train_loop
 
+from .test_split import symmetric_graph
+
 FAST = {"max_epochs": 4, "patience": 4, "hidden_dim": 64, "out_dim": 64}
 
 
@@ -93,3 +95,22 @@ def test_lastfm_three_relations_train_balanced(lastfm_graph, one_thread):
     assert first["dropped_by_cap/artist__co__artist"] > 0
     for relation in relations:
         assert 0.5 < state.history[-1][f"val_auc/{relation}"] <= 1.0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_bar_follows_setting(monkeypatch, capsys, one_thread, enabled):
+    monkeypatch.setattr("gfm.hgnn.loop.progress_enabled", lambda: enabled)
+    config = HGNNConfig.from_dict(
+        {"max_epochs": 1, "hidden_dim": 8, "out_dim": 8, "batch_size": 16}
+    )
+    state = train_loop(symmetric_graph(), config)
+    assert state.epoch == 1
+    steps = state.history[0]["steps_per_worker"]
+    # Both relations are capped at the 27 movie-tag pairs, so each makes 2 batches.
+    assert steps == 4
+    stderr = capsys.readouterr().err
+    if enabled:
+        assert "epoch 1" in stderr
+        assert f"/{steps}" in stderr
+    else:
+        assert stderr == ""

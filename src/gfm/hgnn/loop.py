@@ -29,6 +29,7 @@ from gfm.hgnn.model import HeteroGraphSAGE, build_model, count_parameters
 from gfm.hgnn.objective import batch_loss
 from gfm.hgnn.sampling import build_neighbor_sampler, draw_epoch_edges, epoch_batches
 from gfm.hgnn.split import LinkSplit, relation_name, split_edges
+from gfm.logging_setup import progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,17 @@ def _run_epoch(
         epoch=epoch,
         seed=config.seed,
     )
+    # Only rank 0 draws a bar, because every worker takes the same number of steps.
+    if hooks.rank == 0 and progress_enabled():
+        from tqdm import tqdm
+
+        batches = tqdm(
+            batches,
+            total=draw.num_batches(config.batch_size),
+            desc=f"epoch {epoch + 1}",
+            unit="batch",
+            leave=False,
+        )
     for relation, batch in batches:
         batch = batch.to(hooks.device)
         embeddings = model(batch.x_dict, batch.edge_index_dict)

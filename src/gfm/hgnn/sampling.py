@@ -50,6 +50,10 @@ class EpochDraw:
         """Pairs of this worker, over all relations."""
         return sum(int(p.shape[1]) for p in self.pairs.values())
 
+    def num_batches(self, batch_size: int) -> int:
+        """Return the number of mini-batches of ``batch_size`` pairs in this share."""
+        return sum(-(-int(p.shape[1]) // batch_size) for p in self.pairs.values())
+
 
 def relation_cap(
     sizes: dict[EdgeType, int], balanced: bool, edges_per_relation: int | None
