@@ -1,14 +1,15 @@
-"""Fixtures of the pipeline tests: compiled packages and a KFP API double."""
+"""Fixtures of the pipeline tests: compiled packages, a KFP API double, log records."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -32,6 +33,40 @@ def local_package(tmp_path_factory) -> Path:
     """The pipeline compiled without placement, as ``kfp.local`` runs it."""
     out = tmp_path_factory.mktemp("compiled") / "local.yaml"
     return compile_pipeline(out, run_config=load_run_config("movielens-1m"))
+
+
+class _RecordList(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def logged() -> Iterator[Callable[[str], list[logging.LogRecord]]]:
+    """Collect the records of named loggers, at INFO and above, until teardown.
+
+    ``logged("gfm.pipelines.cli")`` returns the list that the logger's
+    records are appended to. ``caplog`` misses them once
+    ``gfm.logging_setup.configure_logging`` has run, because it stops the
+    ``gfm`` logger's propagation to the root logger.
+    """
+    attached: list[tuple[logging.Logger, _RecordList, int]] = []
+
+    def collect(name: str) -> list[logging.LogRecord]:
+        logger = logging.getLogger(name)
+        handler = _RecordList()
+        attached.append((logger, handler, logger.level))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        return handler.records
+
+    yield collect
+    for logger, handler, level in attached:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @dataclass

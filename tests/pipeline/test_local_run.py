@@ -71,16 +71,7 @@ def test_run_command_rejects_bad_override():
     assert main(["run", "--local", "--set", "hgnn.max_epoch=2"]) == 2
 
 
-class _RecordList(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-def test_task_timer_reads_kfp_local_records():
+def test_task_timer_reads_kfp_local_records(logged):
     timer = _TaskTimer()
     start = logging.LogRecord("root", logging.INFO, __file__, 1,
                               "Executing task \x1b[96m'split'\x1b[0m", None, None)
@@ -89,31 +80,23 @@ def test_task_timer_reads_kfp_local_records():
                             "\x1b[92mSUCCESS\x1b[0m", None, None)
     end.created = start.created + 4.5
     # A separate logger replaces the root logger that kfp.local logs on, so
-    # the test sees which records the timer, as its filter, lets through.
+    # the test can check which records the timer, as its filter, lets through.
     kfp_logger = logging.getLogger("tests.kfp_local_records")
     kfp_logger.propagate = False
-    passed = _RecordList()
-    kfp_logger.addHandler(passed)
-    kfp_logger.addFilter(timer)
+    passed = logged(kfp_logger.name)
     # The timer logs each duration on the local_run module's logger.
-    gfm_logger = logging.getLogger("gfm.pipelines.local_run")
-    durations = _RecordList()
-    gfm_logger.addHandler(durations)
-    level = gfm_logger.level
-    gfm_logger.setLevel(logging.INFO)
+    durations = logged("gfm.pipelines.local_run")
+    kfp_logger.addFilter(timer)
 
     try:
         for record in (start, end, end):
             kfp_logger.handle(record)
     finally:
         kfp_logger.removeFilter(timer)
-        kfp_logger.removeHandler(passed)
-        gfm_logger.removeHandler(durations)
-        gfm_logger.setLevel(level)
 
-    assert passed.records == [start, end, end]
+    assert passed == [start, end, end]
     assert timer.seconds == {"split": pytest.approx(4.5)}
     assert timer.started == {}
-    assert [r.getMessage() for r in durations.records] == [
+    assert [r.getMessage() for r in durations] == [
         "task split finished with status SUCCESS in 4.5 s"
     ]
