@@ -218,7 +218,11 @@ def _arguments(args: argparse.Namespace, run_config) -> dict[str, Any]:
 
 
 def _placement(args: argparse.Namespace, run_config):
-    from gfm.pipelines.placement import gke_placement, hgnn_trains_in_step, load_placement
+    from gfm.pipelines.placement import (
+        gke_placement,
+        hgnn_trains_in_step,
+        load_placement,
+    )
 
     if args.placement == "none":
         return None

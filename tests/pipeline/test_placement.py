@@ -8,7 +8,6 @@ from kfp import dsl, local
 
 from gfm.cli import main
 from gfm.pipelines.placement import (
-    CACHED_STEPS,
     RETRIED_STEPS,
     STEPS,
     Placement,
