@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,42 @@ FORWARDED_ENV = (
     "GFM_NO_PROGRESS",
     "CI",
 )
+
+# Ray Train 2.60 starts a PlacementGroupCleaner actor per run that queries
+# the state API about once a second (check_interval_s=1.0) for the
+# controller's state. Without the dashboard there is no state API, so each
+# poll logs this warning.
+PLACEMENT_GROUP_CLEANER_LOGGER = (
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+)
+STATE_API_POLL_WARNING = "Failed to query Ray Train Controller actor state"
+
+
+def placement_group_cleaner_log_hook() -> Callable[[], None]:
+    """Build a ``worker_process_setup_hook`` that drops the cleaner's poll warning.
+
+    The hook adds a filter to the PlacementGroupCleaner's logger that drops
+    records starting with :data:`STATE_API_POLL_WARNING`, so the cleaner's
+    other warnings (a dead controller, a failed cleanup) still reach the
+    driver. The hook is a closure, which cloudpickle sends by value, so a
+    Ray worker process runs it without importing ``gfm.hgnn`` and with it
+    torch and PyG.
+
+    Returns:
+        A function of no arguments for ``ray.init(runtime_env=...)``.
+    """
+    logger_name = PLACEMENT_GROUP_CLEANER_LOGGER
+    prefix = STATE_API_POLL_WARNING
+
+    def drop_state_api_poll_warning() -> None:
+        import logging
+
+        def keep(record: logging.LogRecord) -> bool:
+            return not record.getMessage().startswith(prefix)
+
+        logging.getLogger(logger_name).addFilter(keep)
+
+    return drop_state_api_poll_warning
 
 
 def ray_storage(storage_path: str) -> tuple[str, Any]:
@@ -123,12 +159,16 @@ def ray_cluster(config: HGNNConfig) -> Iterator[None]:
         logger.info(
             "starting a local Ray cluster with %d CPUs in %s", num_cpus, temp_dir
         )
+        # The local cluster has no dashboard, so Ray Train's cleaner actor
+        # would log a warning on every poll of the missing state API.
+        setup_hook = placement_group_cleaner_log_hook()
         ray.init(
             address="local",
             num_cpus=num_cpus,
             num_gpus=config.num_workers if config.use_gpu else None,
             include_dashboard=False,
             _temp_dir=temp_dir,
+            runtime_env={"worker_process_setup_hook": setup_hook},
         )
     else:
         logger.info("attaching to the Ray cluster at %s", config.ray_address)
