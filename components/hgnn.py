@@ -17,9 +17,10 @@ def train_hgnn(
     """Train the heterogeneous GraphSAGE on a graph folder.
 
     Reads ``graph.pt`` of ``graph``. ``model`` receives ``model.pt``,
-    ``config.json`` and ``metrics.json`` (per-epoch loss and validation
-    metrics), and ``embeddings`` the ``ItemEmbeddings`` of every catalog
-    item. ``config`` is the ``hgnn`` section of the run's settings
+    ``config.json``, ``metrics.json`` (per-epoch loss and validation
+    metrics) and, with ``launcher: local`` and no ``storage_path``, the
+    last Ray Train checkpoint in ``checkpoint/``. ``embeddings`` receives
+    the ``ItemEmbeddings`` of every catalog item. ``config`` is the ``hgnn`` section of the run's settings
     (``HGNNConfig.from_dict``), and an empty one means defaults. Its
     ``launcher`` picks a local Ray cluster, a KubeRay ``RayJob`` or a
     running RayCluster.
@@ -35,6 +36,7 @@ def train_hgnn(
     from gfm.components import decode_parameter
     from gfm.hgnn import HGNNConfig
     from gfm.hgnn import train_hgnn as run_training
+    from gfm.hgnn.train import CHECKPOINT_DIR, keep_checkpoint
     from gfm.logging_setup import configure_logging
 
     configure_logging()
@@ -53,6 +55,14 @@ def train_hgnn(
         embeddings_uri = embeddings.path if local else embeddings.uri
         storage.copy_tree(storage.join(out_uri, "model"), model_uri)
         storage.copy_tree(storage.join(out_uri, "embeddings"), embeddings_uri)
+        if local and hgnn_config.storage_path is None:
+            # The Ray Train run folder lies in the scratch folder, which is
+            # deleted below. Only its last checkpoint (one state.pt) moves
+            # into the model artifact, because a warm start reads nothing
+            # else and the older checkpoints would only grow the artifact.
+            # It goes to model.uri (gs:// under a GCS pipeline_root) rather
+            # than the mounted model.path, so a remote Ray cluster can read it.
+            result = keep_checkpoint(result, storage.join(model.uri, CHECKPOINT_DIR))
         storage.write_json(storage.join(model_uri, "metrics.json"), result.metrics)
     finally:
         if scratch:

@@ -13,29 +13,40 @@ from gfm.components import encode_parameter
 from gfm.components.hgnn import train_hgnn
 from gfm.embeddings import ItemEmbeddings
 from gfm.hgnn import load_model
+from gfm.hgnn.artifacts import read_state
 
 pytestmark = pytest.mark.slow
+
+
+SMALL = {"num_workers": 1, "hidden_dim": 32, "out_dim": 16}
 
 
 def _artifact(cls, name: str, folder: Path):
     return cls(name=name, uri=str(folder), metadata={})
 
 
-def test_component_writes_model_embeddings_metrics(
-    ray_local, movielens_graph, tmp_path
-):
-    artifacts = {
-        "graph": _artifact(dsl.Artifact, "graph", Path(movielens_graph)),
-        "model": _artifact(dsl.Model, "model", tmp_path / "model"),
-        "embeddings": _artifact(dsl.Artifact, "embeddings", tmp_path / "embeddings"),
-        "metrics": _artifact(dsl.Metrics, "metrics", tmp_path / "metrics"),
+def _artifacts(graph: str, folder: Path) -> dict:
+    return {
+        "graph": _artifact(dsl.Artifact, "graph", Path(graph)),
+        "model": _artifact(dsl.Model, "model", folder / "model"),
+        "embeddings": _artifact(dsl.Artifact, "embeddings", folder / "embeddings"),
+        "metrics": _artifact(dsl.Metrics, "metrics", folder / "metrics"),
     }
-    # The pipeline sends settings JSON-encoded; seeds and counts stay ints.
-    config = encode_parameter(
-        {"max_epochs": 2, "num_workers": 1, "hidden_dim": 32, "out_dim": 16}
-    )
-    train_hgnn.python_func(**artifacts, config=config)
 
+
+@pytest.fixture(scope="module")
+def trained(ray_local, movielens_graph, tmp_path_factory) -> tuple[dict, Path]:
+    """The component's artifacts after 2 epochs, and their folder."""
+    folder = tmp_path_factory.mktemp("component")
+    artifacts = _artifacts(movielens_graph, folder)
+    # The pipeline sends settings JSON-encoded; seeds and counts stay ints.
+    config = encode_parameter(dict(SMALL, max_epochs=2))
+    train_hgnn.python_func(**artifacts, config=config)
+    return artifacts, folder
+
+
+def test_component_writes_model_embeddings_metrics(trained):
+    artifacts, tmp_path = trained
     model = load_model(tmp_path / "model")
     assert model.config.max_epochs == 2
     assert model.network.out_dim == 16
@@ -58,12 +69,33 @@ def test_component_writes_model_embeddings_metrics(
     assert logged["num_items"] == len(embeddings)
 
 
+def test_component_keeps_checkpoint_for_warm_start(trained, movielens_graph, tmp_path):
+    artifacts, folder = trained
+    checkpoint_uri = artifacts["model"].metadata["checkpoint_uri"]
+    # The run trained in a scratch folder that is gone now, so the recorded
+    # checkpoint must be the copy in the model folder.
+    assert checkpoint_uri == str(folder / "model" / "checkpoint")
+    assert read_state(checkpoint_uri)["epoch"] == 2
+    metrics = storage.read_json(folder / "model" / "metrics.json")
+    assert metrics["checkpoint_uri"] == checkpoint_uri
+    assert metrics["run_uri"] is None
+
+    again = _artifacts(movielens_graph, tmp_path)
+    train_hgnn.python_func(
+        **again,
+        config=encode_parameter(dict(SMALL, max_epochs=1)),
+        warm_start_uri=checkpoint_uri,
+    )
+    warm_start = storage.read_json(tmp_path / "model" / "metrics.json")["warm_start"]
+    assert warm_start["uri"] == checkpoint_uri
+    assert warm_start["copied"] > 0
+    assert warm_start["new"] == 0
+    assert warm_start["unused"] == 0
+    assert again["model"].metadata["epochs"] == 1
+    assert read_state(again["model"].metadata["checkpoint_uri"])["epoch"] == 1
+
+
 def test_component_rejects_unknown_setting(tmp_path, movielens_graph):
-    artifacts = {
-        "graph": _artifact(dsl.Artifact, "graph", Path(movielens_graph)),
-        "model": _artifact(dsl.Model, "model", tmp_path / "model"),
-        "embeddings": _artifact(dsl.Artifact, "embeddings", tmp_path / "embeddings"),
-        "metrics": _artifact(dsl.Metrics, "metrics", tmp_path / "metrics"),
-    }
+    artifacts = _artifacts(movielens_graph, tmp_path)
     with pytest.raises(ValueError, match="unknown HGNN settings \\['epochs'\\]"):
         train_hgnn.python_func(**artifacts, config={"epochs": 3})

@@ -8,6 +8,7 @@ split and the run's summary).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 MODEL_DIR = "model"
 EMBEDDINGS_DIR = "embeddings"
 METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
@@ -179,6 +181,24 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def keep_checkpoint(result: HGNNResult, dst_uri: str) -> HGNNResult:
+    """Copy the last checkpoint of a run whose Ray run folder will be deleted.
+
+    Args:
+        result: the outcome of :func:`train_hgnn`.
+        dst_uri: the folder to copy the checkpoint's files (``state.pt``)
+            into, local or ``gs://``.
+
+    Returns:
+        ``result`` with ``checkpoint_uri`` and ``metrics["checkpoint_uri"]``
+        set to ``dst_uri``, and ``metrics["run_uri"]`` set to ``None``
+        because the run folder goes away.
+    """
+    storage.copy_tree(result.checkpoint_uri, dst_uri)
+    metrics = dict(result.metrics, checkpoint_uri=dst_uri, run_uri=None)
+    return dataclasses.replace(result, metrics=metrics, checkpoint_uri=dst_uri)
 
 
 def read_result(out_uri: str) -> HGNNResult:
