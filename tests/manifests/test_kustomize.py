@@ -187,11 +187,13 @@ def test_overlay_objects_live_in_gfm_namespace(rendered, overlay):
 # The verbs of the API calls a step makes. gfm.hgnn.kuberay creates, gets
 # and deletes RayJobs. gfm.serving.deploy gets, creates and patches
 # InferenceServices through KServeClient and never passes watch=True.
-# Argo's executor creates and patches WorkflowTaskResults.
+# Argo's executor creates and patches WorkflowTaskResults. KFP's driver and
+# launcher get the kfp-launcher ConfigMap.
 RUNNER_VERBS = {
     ("ray.io", "rayjobs"): {"create", "get", "delete"},
     ("serving.kserve.io", "inferenceservices"): {"create", "get", "patch"},
     ("argoproj.io", "workflowtaskresults"): {"create", "patch"},
+    ("", "configmaps"): {"get"},
 }
 
 
@@ -210,6 +212,9 @@ def test_runner_role_grants_only_used_verbs(rendered, overlay):
     assert set(granted) == set(RUNNER_VERBS)
     for resource, verbs in RUNNER_VERBS.items():
         assert granted[resource] == verbs, resource
+    (config_map_rule,) = [rule for role in roles for rule in role["rules"]
+                          if "configmaps" in rule["resources"]]
+    assert config_map_rule["resourceNames"] == ["kfp-launcher"]
 
 
 @pytest.mark.parametrize("overlay", ("base", *OVERLAYS))
