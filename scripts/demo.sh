@@ -38,7 +38,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled \
 
 # One torch thread for the two-tower step: on 2 cores shared with other
 # work, torch's default of 2 intra-op threads made a MovieLens-1M epoch
-# about 6 times slower (docs/benchmarks/pipeline.md).
+# 5 to 10 times slower (docs/benchmarks/twotower.md).
 overrides=()
 for setting in ${GFM_DEMO_SET-twotower.num_threads=1}; do
     overrides+=(--set "$setting")
