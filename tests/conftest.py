@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -15,6 +16,22 @@ import pytest
 
 # Seconds to wait until fake-gcs-server serves its first request.
 GCS_EMULATOR_START_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(autouse=True)
+def restore_gfm_logger() -> Iterator[None]:
+    """Undo what an entry point's ``configure_logging`` did to the ``gfm`` logger.
+
+    Its handler keeps the ``sys.stderr`` of the test that ran the entry
+    point, which pytest closes afterwards, so later tests would log to a
+    closed stream.
+    """
+    logger = logging.getLogger("gfm")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture(scope="session")
