@@ -7,11 +7,14 @@ sizes, in one run:
   sample of ``--real-per-type`` each, from ``GFM_DATA_DIR``);
 * a synthetic catalog of ``--synthetic-items`` items from
   ``gfm.data.synthetic``. Every item is rendered; ``--synthetic-sample`` of
-  them are embedded, because embedding 100,000 texts per variant takes
-  too long on a small CPU machine.
+  them are embedded per variant of the sweep (0 embeds all of them in every
+  variant), and ``--catalog-batch-size`` adds one pass per engine over the
+  whole catalog at that batch size, so the catalog's rate is measured, not
+  extrapolated from the sample.
 
 It also times rendering and one cold and one warm run of ``featurize_items``
-with the cache, and prints a table. Example::
+with the cache on ``--cache-sample`` of the embedded synthetic items, and
+prints a table. Example::
 
     python benchmarks/featurize.py
     python benchmarks/featurize.py --engines vllm --device cuda --batch-sizes 256,1024
@@ -55,6 +58,14 @@ def parse_args() -> argparse.Namespace:
                         help="items in the synthetic catalog, all rendered")
     parser.add_argument("--synthetic-sample", type=int, default=1500,
                         help="synthetic texts embedded per variant (0 means all)")
+    parser.add_argument("--catalog-batch-size", type=int, default=64,
+                        help="batch size of one pass per engine over the whole synthetic "
+                             "catalog (0 skips the pass)")
+    parser.add_argument("--catalog-threads", type=int, default=1,
+                        help="torch intra-op threads of the sentence-transformers "
+                             "whole-catalog pass")
+    parser.add_argument("--cache-sample", type=int, default=900,
+                        help="synthetic items of the cold and warm cache runs")
     parser.add_argument("--torch-threads", default="1,2",
                         help="comma-separated torch intra-op thread counts to compare for "
                              "sentence-transformers; vLLM runs in its own process with "
@@ -148,13 +159,24 @@ def main() -> None:
                                "batch_size": batch_size, "seconds": seconds,
                                "items_per_second": len(texts) / seconds}
                         results["embed"].append(row)
-                        print(f"{engine_name:>22} threads {row['threads']:>4} {set_name:>9} "
-                              f"batch {batch_size:>5}: {row['items_per_second']:8.1f} "
-                              "items/s", flush=True)
+                        print_row(row)
+            if args.catalog_batch_size:
+                if engine_name == "sentence-transformers":
+                    torch.set_num_threads(args.catalog_threads)
+                seconds = time_embedding(engine, synthetic_texts, args.catalog_batch_size)
+                row = {"engine": engine_name,
+                       "threads": args.catalog_threads
+                       if engine_name == "sentence-transformers" else "own",
+                       "texts": "synthetic, whole catalog", "count": len(synthetic_texts),
+                       "batch_size": args.catalog_batch_size, "seconds": seconds,
+                       "items_per_second": len(synthetic_texts) / seconds}
+                results["embed"].append(row)
+                print_row(row)
         finally:
             engine.close()
 
-    cache_items = synthetic.iloc[np.sort(picked)].reset_index(drop=True)
+    cache_rows = np.sort(picked[:max(1, args.cache_sample)])
+    cache_items = synthetic.iloc[cache_rows].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as cache_dir:
         config = FeaturizeConfig(engine=engines[0], device=args.device,
                                  batch_size=max(batch_sizes), templates=templates,
@@ -169,6 +191,12 @@ def main() -> None:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=2)
+
+
+def print_row(row: dict[str, Any]) -> None:
+    print(f"{row['engine']:>22} threads {row['threads']:>4} {row['texts']:>9} "
+          f"({row['count']} texts) batch {row['batch_size']:>5}: "
+          f"{row['items_per_second']:8.1f} items/s", flush=True)
 
 
 def print_table(results: dict[str, Any], tokens: dict[str, float]) -> None:
