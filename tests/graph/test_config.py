@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from gfm.graph import GraphConfig
+from gfm.graph.config import MAX_COUNT, MAX_WINDOW_DAYS
 
 
 def test_defaults():
@@ -51,10 +56,38 @@ def test_from_dict_not_a_mapping():
         GraphConfig.from_dict([("min_count", 2)])
 
 
+def test_numeric_settings_normalized():
+    config = GraphConfig.from_dict(
+        {"window_days": np.int64(30), "top_k": np.int64(5), "threads": 2.0}
+    )
+
+    assert config.window_days == 30.0
+    assert isinstance(config.window_days, float)
+    assert config.top_k == 5
+    assert type(config.top_k) is int
+    assert config.threads == 2
+    assert type(config.threads) is int
+    assert GraphConfig(window_days=MAX_WINDOW_DAYS).window_days == MAX_WINDOW_DAYS
+    assert GraphConfig(max_distance=MAX_COUNT).max_distance == MAX_COUNT
+    assert GraphConfig(temp_directory=Path("/tmp/graph")).temp_directory == "/tmp/graph"
+
+
+@pytest.mark.parametrize(
+    "window_days",
+    [0, -1.5, MAX_WINDOW_DAYS + 1, 106_752, 1e7, math.inf, math.nan, True, "90"],
+)
+def test_invalid_window_days(window_days):
+    with pytest.raises(ValueError, match=r"graph\.window_days=.* is invalid") as error:
+        GraphConfig.from_dict({"window_days": window_days})
+
+    assert f"at most {MAX_WINDOW_DAYS}" in str(error.value)
+    assert "or null to keep all of history" in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"window_days": 0}, "window_days=0 must be positive"),
+        ({"window_days": 0}, "window_days=0 is invalid"),
         ({"window_reference": "item"}, "window_reference='item' is invalid"),
         ({"untimed": "error"}, "untimed='error' is invalid"),
         ({"weight": "cosine"}, "weight='cosine' is invalid"),
@@ -63,10 +96,20 @@ def test_from_dict_not_a_mapping():
         ({"min_count": None}, "min_count=None is invalid"),
         ({"max_distance": 2.5}, "max_distance=2.5 is invalid"),
         ({"top_k": True}, "top_k=True is invalid"),
+        ({"top_k": math.inf}, "top_k=inf is invalid"),
+        ({"top_k": "50"}, "top_k='50' is invalid"),
+        ({"max_distance": math.nan}, "max_distance=nan is invalid"),
+        ({"max_distance": 2**63}, f"max_distance={2**63} is invalid.*to {MAX_COUNT}"),
+        ({"min_count": False}, "min_count=False is invalid"),
+        ({"min_count": 1e20}, "min_count=100000000000000000000 is invalid"),
         ({"max_items_per_user": 1}, "max_items_per_user=1 leaves no pairs"),
         ({"threads": -1}, "threads=-1 is invalid"),
+        ({"threads": True}, "threads=True is invalid.*null for one per CPU core"),
         ({"strict": "yes"}, "strict='yes' must be true or false"),
         ({"memory_limit": "lots"}, "memory_limit='lots' is not a DuckDB size"),
+        ({"memory_limit": 4}, "memory_limit=4 is not a DuckDB size"),
+        ({"memory_limit": "0GB"}, "memory_limit='0GB' leaves DuckDB no memory"),
+        ({"temp_directory": 5}, "temp_directory=5 is invalid"),
     ],
 )
 def test_invalid_values(settings, message):

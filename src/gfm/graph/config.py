@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,26 +17,45 @@ WEIGHTS = ("jaccard", "pmi")
 TOP_K_MODES = ("union", "mutual")
 
 # DuckDB size strings such as "4GB", "512MiB" or "0.5 TB".
-_MEMORY_PATTERN = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
+_MEMORY_PATTERN = re.compile(r"^\s*(\d+(\.\d+)?)\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
+
+# 100 years, longer than interaction logs span, so a longer window keeps the
+# same rows as null. The bound also keeps the window in microseconds far
+# inside the BIGINT range of DuckDB's timestamp arithmetic.
+MAX_WINDOW_DAYS = 36_525
+
+# The largest count setting: counts are SQL literals, and DuckDB fails with a
+# conversion error once list positions derived from them pass 2^63. Use null
+# in place of a larger cap.
+MAX_COUNT = 2**31 - 1
+
+# Count settings that may be null, and what null means for each.
+_NULL_COUNTS = {
+    "max_items_per_user": "no cap",
+    "max_distance": "every pair",
+    "top_k": "no cap",
+    "threads": "one per CPU core",
+}
 
 
 @dataclass
 class GraphConfig:
     """Settings of the co-interaction graph build.
 
-    The rules apply in this order: interactions on unknown items, the
-    undated-interaction policy, the lookback window, the per-user cap, the
-    history distance, then (on distinct item pairs) the minimum support and
-    the top-k cap.
+    The rules apply in this order: interactions without an id or with an
+    invalid weight, interactions on unknown items, the undated-interaction
+    policy, the lookback window, the per-user cap, the history distance,
+    then (on distinct item pairs) the minimum support and the top-k cap.
 
     Attributes:
-        window_days: lookback window in days; an interaction counts when its
-            timestamp is at least the reference time minus this many days.
-            None keeps all of history, which suits static datasets such as
-            MovieLens-1M, whose ratings span 2000 to 2003.
+        window_days: lookback window in days, above 0 and at most
+            ``MAX_WINDOW_DAYS``; an interaction counts when its timestamp is at
+            least the reference time minus this many days. None keeps all of
+            history, which suits static datasets such as MovieLens-1M, whose
+            ratings span 2000 to 2003.
         window_reference: ``"global"`` measures the window back from the
-            latest timestamp of all interactions; ``"user"`` from each user's
-            own latest timestamp.
+            latest timestamp of all interactions on catalog items; ``"user"``
+            from each user's own latest timestamp on catalog items.
         untimed: policy for interactions without a timestamp (Last.fm
             listens). ``"keep"`` treats them as current: the window keeps
             them and they rank as the user's most recent items, the heavier
@@ -87,20 +109,15 @@ class GraphConfig:
     temp_directory: str | None = None
 
     def __post_init__(self) -> None:
-        if self.window_days is not None and not self.window_days > 0:
-            raise ValueError(
-                f"graph.window_days={self.window_days} must be positive, or null "
-                "to keep all of history"
-            )
+        self.window_days = _window_days(self.window_days)
         _check_choice("window_reference", self.window_reference, WINDOW_REFERENCES)
         _check_choice("untimed", self.untimed, UNTIMED_POLICIES)
         _check_choice("weight", self.weight, WEIGHTS)
         _check_choice("top_k_mode", self.top_k_mode, TOP_K_MODES)
-        counts = ("max_items_per_user", "max_distance", "top_k", "threads", "min_count")
-        for name in counts:
+        for name in ("min_count", *_NULL_COUNTS):
             value = _whole_number(getattr(self, name))
-            _check_positive_int(name, value, optional=name != "min_count")
-            setattr(self, name, value)
+            _check_count(name, value)
+            setattr(self, name, None if value is None else int(value))
         if self.max_items_per_user is not None and self.max_items_per_user < 2:
             raise ValueError(
                 f"graph.max_items_per_user={self.max_items_per_user} leaves no "
@@ -108,12 +125,13 @@ class GraphConfig:
             )
         if not isinstance(self.strict, bool):
             raise ValueError(f"graph.strict={self.strict!r} must be true or false")
-        if not isinstance(self.memory_limit, str) or not _MEMORY_PATTERN.match(
-            self.memory_limit
-        ):
+        _check_memory_limit(self.memory_limit)
+        if isinstance(self.temp_directory, os.PathLike):
+            self.temp_directory = os.fspath(self.temp_directory)
+        if self.temp_directory is not None and not isinstance(self.temp_directory, str):
             raise ValueError(
-                f"graph.memory_limit={self.memory_limit!r} is not a DuckDB size; "
-                "use for example '4GB' or '512MiB'"
+                f"graph.temp_directory={self.temp_directory!r} is invalid; use a "
+                "folder path, or null for the system temporary folder"
             )
 
     @classmethod
@@ -145,18 +163,51 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"graph.{name}={value!r} is invalid; use one of {choices}")
 
 
+def _window_days(value: Any) -> float | None:
+    """Return ``window_days`` as a float, or raise naming the setting."""
+    if value is None:
+        return None
+    # bool is an int subclass, and YAML reads "1e7" (no dot) as a string.
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value) or not 0 < value <= MAX_WINDOW_DAYS:
+        raise ValueError(
+            f"graph.window_days={value!r} is invalid; use a number of days above 0 "
+            f"and at most {MAX_WINDOW_DAYS} (100 years), or null to keep all of "
+            "history"
+        )
+    return float(value)
+
+
 def _whole_number(value: Any) -> Any:
     # KFP passes parameter numbers through a protobuf Struct, so a count of
-    # 50 can arrive as 50.0.
+    # 50 can arrive as 50.0. inf and NaN stay floats and fail the check.
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def _check_positive_int(name: str, value: Any, optional: bool) -> None:
-    if value is None and optional:
+def _check_count(name: str, value: Any) -> None:
+    if value is None and name in _NULL_COUNTS:
         return
     # bool is an int subclass, but `true` is never a valid count.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        allowed = "a positive integer, or null" if optional else "a positive integer"
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or not 1 <= value <= MAX_COUNT:
+        allowed = f"a whole number from 1 to {MAX_COUNT}"
+        if name in _NULL_COUNTS:
+            allowed += f", or null for {_NULL_COUNTS[name]}"
         raise ValueError(f"graph.{name}={value!r} is invalid; use {allowed}")
+
+
+def _check_memory_limit(value: Any) -> None:
+    match = _MEMORY_PATTERN.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"graph.memory_limit={value!r} is not a DuckDB size; "
+            "use for example '4GB' or '512MiB'"
+        )
+    # DuckDB accepts "0GB" but then fails on its first allocation.
+    if float(match.group(1)) == 0:
+        raise ValueError(
+            f"graph.memory_limit={value!r} leaves DuckDB no memory; use for "
+            "example '4GB' or '512MiB'"
+        )
