@@ -157,10 +157,11 @@ def _pandas_pairs(path: Path, items, settings: dict[str, Any]) -> dict[str, Any]
 
     config = GraphConfig.from_dict(settings)
     frame = pd.read_parquet(path, columns=["user_id", "item_id", "timestamp", "weight"])
-    latest = frame["timestamp"].max()
     position = pd.Series(range(len(items)), index=items["item_id"].to_numpy())
     frame["item"] = frame["item_id"].map(position)
     frame = frame.dropna(subset=["item"])
+    # Like the DuckDB chain, only rows on catalog items set the window.
+    latest = frame["timestamp"].max()
     frame["item"] = frame["item"].astype("int64")
     frame["user"] = pd.factorize(frame["user_id"])[0]
     merged = (

@@ -75,13 +75,14 @@ def reference_pair_counts(
         .agg(ts=("timestamp", "max"), w=("weight", "sum"))
         .reset_index()
     )
+    merged = merged[merged["item_id"].isin(position)]
+    # Unknown items are dropped before the window, so only catalog items set
+    # the reference times.
     latest = merged["ts"].max()
     days = config.window_days
     counts: Counter = Counter()
     for _, history in merged.groupby("user_id"):
-        # A user's own reference time counts every item the user touched.
         user_latest = history["ts"].max()
-        history = history[history["item_id"].isin(position)]
         if config.untimed == "drop":
             history = history[history["ts"].notna()]
         if days is not None and pd.notna(latest):
@@ -122,10 +123,11 @@ def graph_pair_counts(data, item_ids_by_type: dict[str, list[str]]) -> Counter:
 
 @pytest.fixture
 def random_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """300 interactions of 25 users over 24 items of three types.
+    """301 interactions of 25 users over 24 items of three types.
 
     About a tenth are undated, some repeat a (user, item) pair and a few name
-    items outside the catalog.
+    items outside the catalog. One of those is dated years after every other
+    row.
     """
     rng = np.random.default_rng(7)
     items = make_items(
@@ -142,4 +144,5 @@ def random_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
         item = ids[rng.integers(len(ids))]
         day = None if rng.random() < 0.1 else int(rng.integers(0, 400))
         rows.append((user, item, day, float(rng.integers(1, 6))))
+    rows += [("u1", "ghost:1", 5000, 1.0)]
     return make_interactions(rows), items

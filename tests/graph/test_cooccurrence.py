@@ -82,6 +82,36 @@ def test_rule_drops_add_up(random_tables):
     assert users["total"] - sum(stats["user_items_dropped"].values()) == users["kept"]
 
 
+def test_unknown_items_leave_window_alone():
+    items = make_items({"movie": ["a", "b"]})
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 1), ("u2", "b", 3)]
+    config = GraphConfig(window_days=30, **ALL_PAIRS)
+    expected = build_graph(make_interactions(rows), items, None, config)
+    # One row on an item missing from the catalog, five years later.
+    ghost = ("u9", "ghost", 5 * 365)
+    result = build_graph(make_interactions([*rows, ghost]), items, None, config)
+
+    ids = _ids_by_type(items)
+    assert graph_pair_counts(result.data, ids) == graph_pair_counts(expected.data, ids)
+    assert result.stats["window"] == expected.stats["window"]
+    assert result.stats["window"]["latest_timestamp"].startswith("2020-01-04")
+    assert result.stats["interactions_dropped"]["unknown_item"] == 1
+    assert result.stats["interactions_dropped"]["window"] == 0
+
+
+def test_unknown_items_leave_user_window_alone():
+    items = make_items({"movie": ["a", "b"]})
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 1), ("u2", "b", 3)]
+    config = GraphConfig(window_days=30, window_reference="user", **ALL_PAIRS)
+    # u1's own row on an unknown item, a year after u1's catalog items.
+    interactions = make_interactions([*rows, ("u1", "ghost", 400)])
+    result = build_graph(interactions, items, None, config)
+
+    counts = _undirected(graph_pair_counts(result.data, _ids_by_type(items)))
+    assert counts == {("a", "b"): 2}
+    assert result.stats["interactions_dropped"]["window"] == 0
+
+
 def test_repeated_interactions_count_once():
     items = make_items({"movie": ["m1", "m2"]})
     interactions = make_interactions(

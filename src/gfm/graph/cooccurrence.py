@@ -8,6 +8,7 @@ spill past ``memory_limit``:
    A pair is dated by its latest timestamp and weighs the sum of its rows.
 2. ``staged``: the first rule each (user, item) fails, in rule order:
    unknown item, undated (with ``untimed="drop"``), outside the window.
+   The window's reference time comes from catalog items only.
 3. ``histories``: each user's surviving items ranked by recency, most
    recent first, cut to ``max_items_per_user``, as one list per user.
 4. ``pair_counts``: the item at list position ``p`` pairs with the items at
@@ -114,10 +115,9 @@ def count_item_pairs(
     }
 
     with _step("scan interactions"):
-        rows, missing_id, dated, latest = con.execute(
+        rows, missing_id, dated = con.execute(
             "SELECT count(*), "
-            "count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL), count(ts), "
-            "max(ts) FILTER (WHERE user_id IS NOT NULL AND item_id IS NOT NULL) "
+            "count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL), count(ts) "
             f"FROM {RAW_VIEW}"
         ).fetchone()
     stats["interactions"] = {
@@ -130,7 +130,7 @@ def count_item_pairs(
         _merge_user_items(con)
     _count_unknown_items(con, stats, config.strict)
 
-    window = _window_settings(config, latest)
+    window = _window_settings(con, config)
     stats["window"] = window
     with _step("apply the undated policy and the lookback window"):
         _stage_user_items(con, config, window["applied"])
@@ -233,7 +233,15 @@ def _count_unknown_items(
     logger.warning("%s; dropping them (graph.strict=true makes this an error)", message)
 
 
-def _window_settings(config: GraphConfig, latest: Any) -> dict[str, Any]:
+def _window_settings(
+    con: duckdb.DuckDBPyConnection, config: GraphConfig
+) -> dict[str, Any]:
+    # Only interactions on catalog items set the reference time, because
+    # the unknown-item rule drops the others before the window applies.
+    latest, cutoff = con.execute(
+        f"SELECT max(ts), max(ts) - {_window_interval(config)} "
+        "FROM user_items WHERE item_idx IS NOT NULL"
+    ).fetchone()
     window: dict[str, Any] = {
         "days": config.window_days,
         "reference": config.window_reference,
@@ -245,13 +253,13 @@ def _window_settings(config: GraphConfig, latest: Any) -> dict[str, Any]:
         return window
     if latest is None:
         logger.warning(
-            "no interaction has a timestamp, so the %s-day window is not applied",
+            "no interaction on a catalog item has a timestamp, so the %g-day "
+            "window is not applied",
             config.window_days,
         )
         return window
     window["applied"] = True
     if config.window_reference == "global":
-        cutoff = pd.Timestamp(latest) - pd.Timedelta(days=config.window_days)
         window["cutoff"] = cutoff.isoformat()
     return window
 
@@ -260,20 +268,21 @@ def _stage_user_items(
     con: duckdb.DuckDBPyConnection, config: GraphConfig, window_applied: bool
 ) -> None:
     undated_stage = STAGE_UNTIMED if config.untimed == "drop" else STAGE_KEPT
-    window_micros = round((config.window_days or 0) * MICROSECONDS_PER_DAY)
+    interval = _window_interval(config)
     if not window_applied:
         outside = "FALSE"
         source = "user_items"
     elif config.window_reference == "global":
         outside = (
-            f"ts < (SELECT max(ts) FROM user_items) - to_microseconds({window_micros})"
+            "ts < (SELECT max(ts) FROM user_items WHERE item_idx IS NOT NULL) "
+            f"- {interval}"
         )
         source = "user_items"
     else:
-        outside = f"ts < reference - to_microseconds({window_micros})"
+        outside = f"ts < reference - {interval}"
         source = (
-            "(SELECT *, max(ts) OVER (PARTITION BY user_id) AS reference "
-            "FROM user_items)"
+            "(SELECT *, max(CASE WHEN item_idx IS NOT NULL THEN ts END) "
+            "OVER (PARTITION BY user_id) AS reference FROM user_items)"
         )
     con.execute(
         f"""
@@ -286,6 +295,12 @@ def _stage_user_items(
         FROM {source}
         """
     )
+def _window_interval(config: GraphConfig) -> str:
+    """Return the window as a DuckDB INTERVAL of whole microseconds."""
+    window_micros = round((config.window_days or 0) * MICROSECONDS_PER_DAY)
+    return f"to_microseconds({window_micros})"
+
+
 
 
 def _build_histories(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:
