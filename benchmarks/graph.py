@@ -157,6 +157,7 @@ def _pandas_pairs(path: Path, items, settings: dict[str, Any]) -> dict[str, Any]
 
     config = GraphConfig.from_dict(settings)
     frame = pd.read_parquet(path, columns=["user_id", "item_id", "timestamp", "weight"])
+    frame = frame[frame["weight"].ge(0) & frame["weight"].lt(float("inf"))]
     position = pd.Series(range(len(items)), index=items["item_id"].to_numpy())
     frame["item"] = frame["item_id"].map(position)
     frame = frame.dropna(subset=["item"])

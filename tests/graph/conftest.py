@@ -70,6 +70,8 @@ def reference_pair_counts(
     """
     position = {item_id: i for i, item_id in enumerate(items["item_id"])}
     valid = interactions.dropna(subset=["user_id", "item_id"])
+    weights = valid["weight"].astype(float)
+    valid = valid[np.isfinite(weights) & (weights >= 0)]
     merged = (
         valid.groupby(["user_id", "item_id"], sort=False)
         .agg(ts=("timestamp", "max"), w=("weight", "sum"))
@@ -123,11 +125,11 @@ def graph_pair_counts(data, item_ids_by_type: dict[str, list[str]]) -> Counter:
 
 @pytest.fixture
 def random_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """301 interactions of 25 users over 24 items of three types.
+    """305 interactions of 25 users over 24 items of three types.
 
     About a tenth are undated, some repeat a (user, item) pair and a few name
     items outside the catalog. One of those is dated years after every other
-    row.
+    row, and four rows have a NaN, infinite or negative weight.
     """
     rng = np.random.default_rng(7)
     items = make_items(
@@ -144,5 +146,11 @@ def random_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
         item = ids[rng.integers(len(ids))]
         day = None if rng.random() < 0.1 else int(rng.integers(0, 400))
         rows.append((user, item, day, float(rng.integers(1, 6))))
-    rows += [("u1", "ghost:1", 5000, 1.0)]
+    rows += [
+        ("u1", "ghost:1", 5000, 1.0),
+        ("u2", "album:1", 10, float("nan")),
+        ("u3", "show:2", 20, -1.0),
+        ("u4", "tag:3", None, float("-inf")),
+        ("u5", "album:4", 30, float("inf")),
+    ]
     return make_interactions(rows), items

@@ -226,6 +226,35 @@ def test_only_unknown_items_leave_no_edges():
         build_graph(interactions, items, None, OPEN)
 
 
+def test_no_usable_interactions():
+    items = make_items({"movie": ["a", "b"]})
+    interactions = make_interactions(
+        [("u1", "a", 1, -1.0), ("u1", "b", 1, float("nan")), (None, "a", 1)]
+    )
+    with pytest.raises(
+        EmptyGraphError,
+        match=r"none of the 3 interactions is usable. 1 lack a user_id or item_id "
+        r"and 2 have a null, NaN, infinite or negative weight",
+    ):
+        build_graph(interactions, items, None, OPEN)
+
+
+def test_support_that_leaves_no_edges():
+    items = make_items({"movie": ["a", "b"]})
+    interactions = make_interactions([("u1", "a", 0), ("u1", "b", 1)])
+    with pytest.raises(EmptyGraphError, match="reaches graph.min_count=5 users.*has 1"):
+        build_graph(interactions, items, None, GraphConfig(min_count=5))
+
+
+def test_only_unknown_items_leave_no_edges():
+    items = make_items({"movie": ["a"]})
+    interactions = make_interactions([("u1", "x", 0), ("u1", "y", 1)])
+    with pytest.raises(
+        EmptyGraphError, match="make the interactions name catalog items"
+    ):
+        build_graph(interactions, items, None, OPEN)
+
+
 def test_no_interactions():
     items = make_items({"movie": ["a"]})
     with pytest.raises(EmptyGraphError, match="the interactions have no rows"):

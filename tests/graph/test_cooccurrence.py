@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pyarrow as pa
 import pytest
 
 from gfm.graph import EmptyGraphError, GraphConfig, UnknownItemsError, build_graph
@@ -110,6 +111,38 @@ def test_unknown_items_leave_user_window_alone():
     counts = _undirected(graph_pair_counts(result.data, _ids_by_type(items)))
     assert counts == {("a", "b"): 2}
     assert result.stats["interactions_dropped"]["window"] == 0
+
+
+@pytest.mark.parametrize("source", ["pandas", "arrow"])
+def test_invalid_weights_counted_and_dropped(source):
+    items = make_items({"movie": ["a", "b", "c"]})
+    rows = [("u1", "a", 1, 2.0), ("u1", "b", 2, 0.0), ("u2", "a", 1), ("u2", "b", 3)]
+    invalid = [
+        ("u1", "c", 3, float("nan")),
+        ("u2", "c", 3, -1.0),
+        ("u3", "a", 1, float("inf")),
+        ("u3", "c", 1, float("-inf")),
+    ]
+    interactions = make_interactions(rows + invalid)
+    if source == "arrow":
+        # Table.from_pandas turns NaN into null; keep a real NaN here.
+        table = pa.Table.from_pandas(interactions, preserve_index=False)
+        weights = pa.array(interactions["weight"].to_numpy(), from_pandas=False)
+        interactions = table.set_column(
+            table.schema.get_field_index("weight"), "weight", weights
+        )
+        assert interactions["weight"].null_count == 0
+    config = GraphConfig(window_days=None, **ALL_PAIRS)
+    result = build_graph(interactions, items, None, config)
+
+    stats = result.stats
+    assert stats["interactions"]["rows"] == 8
+    assert stats["interactions_dropped"]["invalid_weight"] == 4
+    assert stats["user_items"]["total"] == 4
+    assert stats["users"]["total"] == 2
+    # A zero weight is valid.
+    counts = _undirected(graph_pair_counts(result.data, _ids_by_type(items)))
+    assert counts == {("a", "b"): 2}
 
 
 def test_repeated_interactions_count_once():

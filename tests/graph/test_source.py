@@ -6,7 +6,9 @@ import pyarrow as pa
 import pytest
 
 from gfm import storage
-from gfm.graph import GraphConfig, build_graph
+from gfm.graph import GraphConfig, GraphInputError, build_graph
+
+from .conftest import make_interactions, make_items
 
 OPEN = GraphConfig(window_days=None, min_count=1, top_k=None)
 
@@ -91,3 +93,11 @@ def test_interactions_without_timestamp_or_weight(random_tables):
     assert result.stats["interactions"]["undated"] == len(bare)
     assert result.stats["window"]["applied"] is False
     assert result.stats["co_occurrences_dropped"]["window"] == 0
+
+
+def test_interactions_with_text_weights():
+    items = make_items({"movie": ["a", "b"]})
+    frame = make_interactions([("u1", "a", 1), ("u1", "b", 2)])
+
+    with pytest.raises(GraphInputError, match="'weight' has type VARCHAR"):
+        build_graph(frame.assign(weight=["x", "1"]), items, None, OPEN)

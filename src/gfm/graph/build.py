@@ -284,8 +284,17 @@ def _empty_graph_message(stats: dict[str, Any], config: GraphConfig) -> str:
             f"pairs reaches graph.min_count={config.min_count} users (the most "
             f"co-consumed pair has {pairs['max_count']}); lower graph.min_count"
         )
-    if stats["interactions"]["rows"] == 0:
+    rows = stats["interactions"]["rows"]
+    if rows == 0:
         return "the graph is empty: the interactions have no rows"
+    if stats["user_items"]["total"] == 0:
+        row_drops = stats["interactions_dropped"]
+        return (
+            f"the graph is empty: none of the {rows} interactions is usable. "
+            f"{row_drops['missing_id']} lack a user_id or item_id and "
+            f"{row_drops['invalid_weight']} have a null, NaN, infinite or negative "
+            "weight; fix the interactions"
+        )
     dropped = {rule: n for rule, n in stats["co_occurrences_dropped"].items() if n}
     if not dropped:
         return (

@@ -4,8 +4,9 @@ The computation is a chain of SQL tables in one DuckDB database on local
 disk, where DuckDB's joins, sorts, aggregations and window functions can
 spill past ``memory_limit``:
 
-1. ``user_items``: one row per (user, item), merging repeated interactions.
-   A pair is dated by its latest timestamp and weighs the sum of its rows.
+1. ``user_items``: one row per (user, item), merging repeated interactions
+   that have both ids and a valid weight (finite and non-negative). A pair
+   is dated by its latest timestamp and weighs the sum of its rows.
 2. ``staged``: the first rule each (user, item) fails, in rule order:
    unknown item, undated (with ``untimed="drop"``), outside the window.
    The window's reference time comes from catalog items only.
@@ -49,10 +50,19 @@ logger = logging.getLogger(__name__)
 # Stage codes of a (user, item) row: each rule passed raises the code by one.
 STAGE_UNKNOWN, STAGE_UNTIMED, STAGE_WINDOW, STAGE_KEPT = 0, 1, 2, 3
 
-# Examples of unknown item ids named in stats and errors.
-UNKNOWN_EXAMPLES = 5
+# Examples of unknown item ids and invalid weights named in stats, logs and
+# errors.
+EXAMPLES = 5
 
 MICROSECONDS_PER_DAY = 86_400 * 1_000_000
+
+# SQL condition on the raw_interactions rows that the merge keeps: both ids
+# and a finite, non-negative weight. A NULL weight fails it too, and pandas
+# NaN reaches DuckDB as NULL.
+_VALID_ROW = (
+    "user_id IS NOT NULL AND item_id IS NOT NULL "
+    "AND coalesce(isfinite(w) AND w >= 0, FALSE)"
+)
 
 
 @dataclass
@@ -115,16 +125,18 @@ def count_item_pairs(
     }
 
     with _step("scan interactions"):
-        rows, missing_id, dated = con.execute(
+        rows, missing_id, valid, dated = con.execute(
             "SELECT count(*), "
-            "count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL), count(ts) "
+            "count(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL), "
+            f"count(*) FILTER (WHERE {_VALID_ROW}), count(ts) "
             f"FROM {RAW_VIEW}"
         ).fetchone()
-    stats["interactions"] = {
-        "rows": rows,
+    stats["interactions"] = {"rows": rows, "undated": rows - dated}
+    stats["interactions_dropped"] = {
         "missing_id": missing_id,
-        "undated": rows - dated,
+        "invalid_weight": rows - missing_id - valid,
     }
+    _log_invalid_rows(con, stats["interactions_dropped"])
 
     with _step("merge repeated (user, item) interactions"):
         _merge_user_items(con)
@@ -172,14 +184,37 @@ def _step(name: str) -> Iterator[None]:
     logger.info("graph: %s done in %.2f s", name, time.perf_counter() - start)
 
 
+def _log_invalid_rows(con: duckdb.DuckDBPyConnection, dropped: dict[str, int]) -> None:
+    if dropped["missing_id"]:
+        logger.warning(
+            "dropping %d interactions without a user_id or item_id",
+            dropped["missing_id"],
+        )
+    if dropped["invalid_weight"]:
+        examples = [
+            row[0]
+            for row in con.execute(
+                f"SELECT DISTINCT w FROM {RAW_VIEW} WHERE user_id IS NOT NULL "
+                f"AND item_id IS NOT NULL AND NOT ({_VALID_ROW}) "
+                f"LIMIT {EXAMPLES}"
+            ).fetchall()
+        ]
+        logger.warning(
+            "dropping %d interactions whose weight is null, NaN, infinite or "
+            "negative, for example %s",
+            dropped["invalid_weight"],
+            examples,
+        )
+
+
 def _merge_user_items(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE user_items AS
         SELECT r.user_id, r.item_id, any_value(c.item_idx) AS item_idx,
                max(r.ts) AS ts, sum(r.w) AS w, count(*) AS n_rows
-        FROM {RAW_VIEW} AS r LEFT JOIN catalog AS c ON r.item_id = c.item_id
-        WHERE r.user_id IS NOT NULL AND r.item_id IS NOT NULL
+        FROM (SELECT * FROM {RAW_VIEW} WHERE {_VALID_ROW}) AS r
+        LEFT JOIN catalog AS c ON r.item_id = c.item_id
         GROUP BY r.user_id, r.item_id
         """
     )
@@ -198,27 +233,23 @@ def _count_unknown_items(
         row[0]
         for row in con.execute(
             "SELECT item_id, sum(n_rows) AS n FROM user_items WHERE item_idx IS NULL "
-            f"GROUP BY item_id ORDER BY n DESC, item_id LIMIT {UNKNOWN_EXAMPLES}"
+            f"GROUP BY item_id ORDER BY n DESC, item_id LIMIT {EXAMPLES}"
         ).fetchall()
     ]
 
     interactions = stats["interactions"]
+    dropped = stats["interactions_dropped"]
     interactions["duplicates_merged"] = (
-        interactions["rows"] - interactions["missing_id"] - total_user_items
+        interactions["rows"]
+        - dropped["missing_id"]
+        - dropped["invalid_weight"]
+        - total_user_items
     )
-    stats["interactions_dropped"] = {
-        "missing_id": interactions.pop("missing_id"),
-        "unknown_item": int(rows),
-    }
+    dropped["unknown_item"] = int(rows)
     stats["user_items"] = {"total": int(total_user_items)}
     stats["user_items_dropped"] = {"unknown_item": int(unknown_user_items)}
     stats["unknown_items"] = {"ids": int(distinct_ids), "examples": examples}
 
-    if stats["interactions_dropped"]["missing_id"]:
-        logger.warning(
-            "dropping %d interactions without a user_id or item_id",
-            stats["interactions_dropped"]["missing_id"],
-        )
     if not distinct_ids:
         return
     message = (
@@ -264,6 +295,12 @@ def _window_settings(
     return window
 
 
+def _window_interval(config: GraphConfig) -> str:
+    """Return the window as a DuckDB INTERVAL of whole microseconds."""
+    window_micros = round((config.window_days or 0) * MICROSECONDS_PER_DAY)
+    return f"to_microseconds({window_micros})"
+
+
 def _stage_user_items(
     con: duckdb.DuckDBPyConnection, config: GraphConfig, window_applied: bool
 ) -> None:
@@ -295,12 +332,6 @@ def _stage_user_items(
         FROM {source}
         """
     )
-def _window_interval(config: GraphConfig) -> str:
-    """Return the window as a DuckDB INTERVAL of whole microseconds."""
-    window_micros = round((config.window_days or 0) * MICROSECONDS_PER_DAY)
-    return f"to_microseconds({window_micros})"
-
-
 
 
 def _build_histories(con: duckdb.DuckDBPyConnection, config: GraphConfig) -> None:

@@ -27,11 +27,19 @@ logger = logging.getLogger(__name__)
 Interactions = pd.DataFrame | pa.Table | str | os.PathLike
 
 # The normalized view: user_id VARCHAR, item_id VARCHAR, ts (a timestamp or
-# NULL) and w DOUBLE, one row per input row.
+# NULL) and w DOUBLE, one row per input row. w is NULL where a weight column
+# contains a null, which the build drops as an invalid weight.
 RAW_VIEW = "raw_interactions"
 
 _SOURCE_NAME = "interactions_source"
 _GLOB_CHARS = "*?["
+
+# DuckDB types accepted for `weight`, besides DECIMAL(p, s).
+_NUMERIC_TYPES = frozenset(
+    f"{prefix}{name}"
+    for prefix in ("", "U")
+    for name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+) | {"FLOAT", "DOUBLE"}
 
 
 def register_interactions(
@@ -52,8 +60,8 @@ def register_interactions(
         A short description of the source, for logs.
 
     Raises:
-        GraphInputError: if a required column is missing or ``timestamp``
-            is not a date or timestamp type.
+        GraphInputError: if a required column is missing, ``timestamp`` is
+            not a date or timestamp type, or ``weight`` is not numeric.
         FileNotFoundError: if a path or glob matches no file.
     """
     if isinstance(interactions, pd.DataFrame):
@@ -116,7 +124,17 @@ def _weight_expression(columns: dict[str, str]) -> str:
     kind = columns.get("weight")
     if kind is None:
         return "1.0::DOUBLE"
-    return "coalesce(CAST(weight AS DOUBLE), 1.0)"
+    if (
+        kind in _NUMERIC_TYPES
+        or kind.startswith("DECIMAL")
+        or kind in ('"NULL"', "NULL")
+    ):
+        return "CAST(weight AS DOUBLE)"
+    raise GraphInputError(
+        f"interactions column 'weight' has type {kind}; expected a number. "
+        "Convert it with pd.to_numeric(values), or drop the column to weigh "
+        "every row 1.0"
+    )
 
 
 def _resolve_parquet_files(uri: str, workdir: Path) -> list[str]:
