@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import pytest
 
@@ -93,6 +95,128 @@ def test_interactions_without_timestamp_or_weight(random_tables):
     assert result.stats["interactions"]["undated"] == len(bare)
     assert result.stats["window"]["applied"] is False
     assert result.stats["co_occurrences_dropped"]["window"] == 0
+
+
+def _write_part(folder, name, frame, columns):
+    storage.write_table(
+        pa.Table.from_pandas(frame[columns], preserve_index=False),
+        storage.join(folder, name),
+    )
+
+
+def test_parquet_timestamp_missing_from_first_file(tmp_path, caplog):
+    items = make_items({"movie": ["a", "b", "c"]})
+    undated = make_interactions([("u0", "c", None)])
+    # u1's a is older than the 30 days before the latest row, day 1096.
+    dated = make_interactions(
+        [("u1", "a", 0), ("u1", "b", 1096), ("u2", "a", 1096), ("u2", "b", 1096)]
+    )
+    _write_part(tmp_path, "part-0.parquet", undated, ["user_id", "item_id"])
+    _write_part(tmp_path, "part-1.parquet", dated, ["user_id", "item_id", "timestamp"])
+    config = GraphConfig(window_days=30, min_count=1, top_k=None)
+
+    with caplog.at_level(logging.WARNING, logger="gfm.graph"):
+        result = build_graph(tmp_path, items, None, config)
+
+    stats = result.stats
+    assert stats["interactions"]["rows"] == 5
+    assert stats["interactions"]["undated"] == 1
+    assert stats["window"]["applied"] is True
+    assert stats["window"]["latest_timestamp"].startswith("2023-01-01")
+    assert stats["interactions_dropped"]["window"] == 1
+    assert result.data["movie", "co", "movie"].edge_count.tolist() == [1, 1]
+    assert "1 of 2 interactions files lack column 'timestamp'" in caplog.text
+    assert "part-0.parquet" in caplog.text
+
+
+def test_parquet_weight_missing_from_first_file(tmp_path):
+    items = make_items({"movie": ["x", "y", "z"]})
+    # All undated, so the per-user cap of 2 keeps the two heaviest items.
+    light = make_interactions([("u1", "x", None, 1.0)])
+    weighted = make_interactions([("u1", "y", None, 3.0), ("u1", "z", None, 0.5)])
+    _write_part(tmp_path, "part-0.parquet", light, ["user_id", "item_id"])
+    _write_part(tmp_path, "part-1.parquet", weighted, ["user_id", "item_id", "weight"])
+    config = GraphConfig(max_items_per_user=2, min_count=1, top_k=None)
+
+    result = build_graph(tmp_path, items, None, config)
+
+    # x weighs 1.0, more than z's 0.5, so the kept pair is x-y.
+    assert result.stats["interactions_dropped"]["invalid_weight"] == 0
+    assert result.stats["user_items_dropped"]["user_cap"] == 1
+    assert result.data["movie", "co", "movie"].edge_index.tolist() == [[0, 1], [1, 0]]
+
+
+def test_parquet_column_only_in_first_file(tmp_path, caplog):
+    items = make_items({"movie": ["a", "b"]})
+    frame = make_interactions(
+        [("u1", "a", 1, 2.0), ("u1", "b", 2, 2.0), ("u2", "a", 3), ("u2", "b", 4)]
+    )
+    _write_part(
+        tmp_path,
+        "part-0.parquet",
+        frame.iloc[:2],
+        ["user_id", "item_id", "timestamp", "weight"],
+    )
+    _write_part(tmp_path, "part-1.parquet", frame.iloc[2:], ["user_id", "item_id"])
+    config = GraphConfig(min_count=1, top_k=None)
+
+    with caplog.at_level(logging.WARNING, logger="gfm.graph"):
+        result = build_graph(str(tmp_path / "part-*.parquet"), items, None, config)
+
+    stats = result.stats
+    assert stats["interactions"]["rows"] == 4
+    assert stats["interactions"]["undated"] == 2
+    assert stats["interactions_dropped"]["invalid_weight"] == 0
+    assert result.data["movie", "co", "movie"].edge_count.tolist() == [2, 2]
+    assert "lack column 'timestamp'" in caplog.text
+    assert "lack column 'weight'" in caplog.text
+
+
+def test_parquet_file_without_ids(tmp_path):
+    items = make_items({"movie": ["a", "b"]})
+    frame = make_interactions([("u1", "a", 1), ("u1", "b", 2)])
+    _write_part(tmp_path, "part-0.parquet", frame, ["user_id", "item_id"])
+    _write_part(tmp_path, "part-1.parquet", frame, ["item_id"])
+
+    with pytest.raises(
+        GraphInputError, match=r"1 of 2 interactions files lack column 'user_id'"
+    ) as error:
+        build_graph(tmp_path, items, None, OPEN)
+    assert "part-1.parquet" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        (
+            "timestamp",
+            [1000, 2000],
+            "'timestamp' column that is not a timestamp or date",
+        ),
+        ("weight", ["1", "2"], "'weight' column that is not a number"),
+    ],
+)
+def test_parquet_file_with_wrong_types(tmp_path, column, values, message):
+    items = make_items({"movie": ["a", "b"]})
+    frame = make_interactions([("u1", "a", 1), ("u1", "b", 2)])
+    columns = ["user_id", "item_id", "timestamp", "weight"]
+    _write_part(tmp_path, "part-0.parquet", frame, columns)
+    _write_part(tmp_path, "part-1.parquet", frame.assign(**{column: values}), columns)
+
+    with pytest.raises(
+        GraphInputError, match=f"1 of 2 interactions files have a {message}"
+    ) as error:
+        build_graph(tmp_path, items, None, OPEN)
+    assert "part-1.parquet" in str(error.value)
+    assert "part-0.parquet" not in str(error.value)
+
+
+def test_unreadable_parquet_file(tmp_path):
+    items = make_items({"movie": ["a"]})
+    (tmp_path / "part-0.parquet").write_bytes(b"not parquet")
+
+    with pytest.raises(GraphInputError, match="is not a readable Parquet file"):
+        build_graph(tmp_path, items, None, OPEN)
 
 
 def test_interactions_with_text_weights():

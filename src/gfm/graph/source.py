@@ -2,9 +2,11 @@
 
 DataFrames and Arrow tables are scanned in place. Parquet files, folders and
 globs are scanned by DuckDB straight from disk, so the rows never sit in
-Python memory. ``gs://`` inputs are downloaded to the build's working folder
-first, because DuckDB reads GCS only through its ``httpfs`` extension, which
-it would download at run time.
+Python memory. The files of a folder or glob may differ in their optional
+columns, because DuckDB matches columns by name across files. ``gs://``
+inputs are downloaded to the build's working folder first, because DuckDB
+reads GCS only through its ``httpfs`` extension, which it would download at
+run time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gfm import storage
 from gfm.graph.errors import GraphInputError
@@ -33,6 +36,9 @@ RAW_VIEW = "raw_interactions"
 
 _SOURCE_NAME = "interactions_source"
 _GLOB_CHARS = "*?["
+
+# Files named in errors and logs about mixed Parquet schemas.
+_FILE_EXAMPLES = 5
 
 # DuckDB types accepted for `weight`, besides DECIMAL(p, s).
 _NUMERIC_TYPES = frozenset(
@@ -53,15 +59,17 @@ def register_interactions(
             or glob, local or ``gs://``, in the interactions schema of
             ``gfm.data.schema``. Only ``user_id`` and ``item_id`` are
             required; without ``timestamp`` every row is undated, and without
-            ``weight`` every row weighs 1.0.
+            ``weight`` every row weighs 1.0. The same holds per file of a
+            Parquet folder or glob.
         workdir: local folder for downloaded ``gs://`` files.
 
     Returns:
         A short description of the source, for logs.
 
     Raises:
-        GraphInputError: if a required column is missing, ``timestamp`` is
-            not a date or timestamp type, or ``weight`` is not numeric.
+        GraphInputError: if a required column is missing (from any Parquet
+            file), ``timestamp`` is not a date or timestamp type, ``weight``
+            is not numeric, or a Parquet file cannot be read.
         FileNotFoundError: if a path or glob matches no file.
     """
     if isinstance(interactions, pd.DataFrame):
@@ -72,8 +80,7 @@ def register_interactions(
         description = f"Arrow table of {interactions.num_rows} rows"
     elif isinstance(interactions, (str, os.PathLike)):
         files = _resolve_parquet_files(str(interactions), workdir)
-        relation = con.read_parquet(files)
-        relation.create_view(_SOURCE_NAME)
+        _register_parquet_files(con, files)
         description = f"{len(files)} Parquet file(s) from {interactions}"
     else:
         raise GraphInputError(
@@ -134,6 +141,109 @@ def _weight_expression(columns: dict[str, str]) -> str:
         f"interactions column 'weight' has type {kind}; expected a number. "
         "Convert it with pd.to_numeric(values), or drop the column to weigh "
         "every row 1.0"
+    )
+
+
+def _register_parquet_files(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
+    """Create the source view over Parquet files, matching columns by name.
+
+    A column that some files lack reads as NULL in their rows, so those
+    rows are undated when ``timestamp`` is missing. Rows of files without
+    ``weight`` weigh 1.0, as for a source without the column. Those files
+    are read as a view of their own, because a NULL weight is dropped as
+    invalid.
+    """
+    without_weight = _check_parquet_schemas(files)
+    weighted = [path for path in files if path not in without_weight]
+    unweighted = [path for path in files if path in without_weight]
+    if not weighted or not unweighted:
+        con.read_parquet(files, union_by_name=True).create_view(_SOURCE_NAME)
+        return
+    con.read_parquet(weighted, union_by_name=True).create_view("weighted_files")
+    con.read_parquet(unweighted, union_by_name=True).create_view("unweighted_files")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {_SOURCE_NAME} AS "
+        "SELECT * FROM weighted_files UNION ALL BY NAME "
+        "SELECT *, 1.0::DOUBLE AS weight FROM unweighted_files"
+    )
+
+
+def _check_parquet_schemas(files: list[str]) -> set[str]:
+    """Check the columns of every Parquet file and return those without ``weight``.
+
+    Raises:
+        GraphInputError: if a file cannot be read, lacks ``user_id`` or
+            ``item_id`` while others have it, or has a ``timestamp`` or
+            ``weight`` column of the wrong type.
+    """
+    schemas = {}
+    for path in files:
+        try:
+            schemas[path] = pq.read_schema(path)
+        except pa.ArrowException as error:
+            raise GraphInputError(
+                f"interactions file {path} is not a readable Parquet file: {error}"
+            ) from error
+
+    for name, is_valid_type, expected in (
+        ("timestamp", _is_time_type, "a timestamp or date"),
+        ("weight", _is_number_type, "a number"),
+    ):
+        with_column = {
+            path: schema for path, schema in schemas.items() if name in schema.names
+        }
+        invalid = [
+            f"{path} ({schema.field(name).type})"
+            for path, schema in with_column.items()
+            if not is_valid_type(schema.field(name).type)
+        ]
+        # When every file has the wrong type, the check on the combined view
+        # raises with a conversion hint. A mix fails only later, in DuckDB's
+        # cast at query time, with an error that names no fix.
+        if invalid and len(invalid) < len(with_column):
+            raise GraphInputError(
+                f"{len(invalid)} of {len(with_column)} interactions files have a "
+                f"'{name}' column that is not {expected}, for example "
+                f"{invalid[:_FILE_EXAMPLES]}; rewrite them with the interactions "
+                "schema of gfm.data.schema"
+            )
+
+    for name, effect in (
+        ("user_id", None),
+        ("item_id", None),
+        ("timestamp", "their rows are undated"),
+        ("weight", "their rows weigh 1.0"),
+    ):
+        lacking = [path for path, schema in schemas.items() if name not in schema.names]
+        if not lacking or len(lacking) == len(files):
+            # A column that every file lacks is handled as for one file.
+            continue
+        message = (
+            f"{len(lacking)} of {len(files)} interactions files lack column "
+            f"'{name}', for example {lacking[:_FILE_EXAMPLES]}"
+        )
+        if effect is None:
+            raise GraphInputError(
+                f"{message}; every file needs user_id and item_id, so remove or "
+                "rewrite those files"
+            )
+        logger.warning("%s; %s", message, effect)
+
+    return {path for path, schema in schemas.items() if "weight" not in schema.names}
+
+
+def _is_time_type(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_null(kind)
+    )
+
+
+def _is_number_type(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
     )
 
 
