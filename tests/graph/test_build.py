@@ -206,24 +206,45 @@ def test_window_that_leaves_no_edges():
     interactions = make_interactions(
         [("u1", "a", 0), ("u1", "b", 1), ("u2", "b", 2), ("u2", "c", 100)]
     )
-    with pytest.raises(EmptyGraphError, match=r"'window': 2.*raise graph.window_days"):
-        build_graph(interactions, items, None, GraphConfig(window_days=30))
-
-
-def test_support_that_leaves_no_edges():
-    items = make_items({"movie": ["a", "b"]})
-    interactions = make_interactions([("u1", "a", 0), ("u1", "b", 1)])
-    with pytest.raises(EmptyGraphError, match="reaches graph.min_count=5 users.*has 1"):
-        build_graph(interactions, items, None, GraphConfig(min_count=5))
-
-
-def test_only_unknown_items_leave_no_edges():
-    items = make_items({"movie": ["a"]})
-    interactions = make_interactions([("u1", "x", 0), ("u1", "y", 1)])
     with pytest.raises(
-        EmptyGraphError, match="make the interactions name catalog items"
-    ):
-        build_graph(interactions, items, None, OPEN)
+        EmptyGraphError, match=r"'window': 2.*raise graph.window_days"
+    ) as error:
+        build_graph(interactions, items, None, GraphConfig(window_days=30))
+    assert (
+        "(window: the 30 days before 2020-04-10T00:00:00+00:00, the latest "
+        "interaction on a catalog item)"
+    ) in str(error.value)
+
+
+def test_user_window_that_leaves_no_edges():
+    items = make_items({"movie": ["a", "b"]})
+    interactions = make_interactions([("u1", "a", 0), ("u1", "b", 100)])
+    config = GraphConfig(window_days=2.5, window_reference="user")
+
+    with pytest.raises(EmptyGraphError, match=r"'window': 1") as error:
+        build_graph(interactions, items, None, config)
+    assert "(window: the 2.5 days before each user's latest interaction)" in str(
+        error.value
+    )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [OPEN, GraphConfig(window_days=30, min_count=1, top_k=None)],
+    ids=["window off", "window without timestamps"],
+)
+def test_empty_graph_message_without_window(config):
+    items = make_items({"movie": ["a"]})
+    interactions = make_interactions([("u1", "a", None), ("u1", "x", None)])
+
+    with pytest.raises(EmptyGraphError) as error:
+        build_graph(interactions, items, None, config)
+    message = str(error.value)
+    assert message == (
+        "the graph is empty: the rules left no user with two items that pair up. "
+        "Co-occurrences dropped by rule: {'unknown_item': 1}. To keep pairs, "
+        "make the interactions name catalog items"
+    )
 
 
 def test_no_usable_interactions():

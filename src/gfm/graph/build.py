@@ -301,15 +301,27 @@ def _empty_graph_message(stats: dict[str, Any], config: GraphConfig) -> str:
             f"the graph is empty: none of the {stats['users']['total']} users has "
             "two interactions on catalog items, so no item pair co-occurs"
         )
-    window = stats["window"]
     fixes = [
         _RULE_FIXES[rule] for rule in sorted(dropped, key=dropped.get, reverse=True)
     ]
     return (
         "the graph is empty: the rules left no user with two items that pair up. "
-        f"Co-occurrences dropped by rule: {dropped} (window: the {config.window_days} "
-        f"days before {window['latest_timestamp']}, reference "
-        f"{config.window_reference}). To keep pairs, {', or '.join(fixes)}"
+        f"Co-occurrences dropped by rule: {dropped}{_window_clause(stats['window'])}. "
+        f"To keep pairs, {', or '.join(fixes)}"
+    )
+
+
+def _window_clause(window: dict[str, Any]) -> str:
+    """Describe the applied window for an error, or return "" when it was off."""
+    if not window["applied"]:
+        return ""
+    if window["reference"] == "global":
+        return (
+            f" (window: the {window['days']:g} days before "
+            f"{window['latest_timestamp']}, the latest interaction on a catalog item)"
+        )
+    return (
+        f" (window: the {window['days']:g} days before each user's latest interaction)"
     )
 
 
