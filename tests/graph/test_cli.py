@@ -10,7 +10,7 @@ from gfm import storage
 from gfm.cli import main
 from gfm.graph import load_graph
 
-from .conftest import make_features
+from .conftest import make_features, make_interactions, make_items
 
 
 def _write_inputs(tables, folder):
@@ -103,3 +103,67 @@ def test_cli_build_rejects_bad_config(random_tables, tmp_path, capsys):
     assert code == 2
     assert "unknown graph setting(s) ['topk']" in capsys.readouterr().err
     assert not (tmp_path / "graph").exists()
+
+
+def _build_args(folder, config='{"window_days": null}'):
+    return [
+        "graph",
+        "build",
+        "--items",
+        str(folder / "dataset"),
+        "--interactions",
+        str(folder / "train.parquet"),
+        "--config",
+        config,
+        "--out",
+        str(folder / "graph"),
+    ]
+
+
+def _build_error(folder, capsys, **options):
+    """Run ``gfm graph build``, expect exit code 2 and return its error line."""
+    code = main(_build_args(folder, **options))
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("gfm graph build:")]
+    assert len(lines) == 1, err
+    assert not (folder / "graph").exists()
+    return lines[0]
+
+
+def test_cli_build_empty_graph_exits_2(tmp_path, capsys):
+    interactions = make_interactions([("u1", "a", 1), ("u1", "zz", 2)])
+    _write_inputs((interactions, make_items({"movie": ["a", "b"]})), tmp_path)
+
+    assert _build_error(tmp_path, capsys) == (
+        "gfm graph build: the graph is empty: the rules left no user with two "
+        "items that pair up. Co-occurrences dropped by rule: {'unknown_item': 1}. "
+        "To keep pairs, make the interactions name catalog items"
+    )
+
+
+def test_cli_build_invalid_interactions_exits_2(tmp_path, capsys):
+    interactions = make_interactions([("u1", "a", 1), ("u1", "b", 2)])
+    interactions["timestamp"] = [1000, 2000]
+    _write_inputs((interactions, make_items({"movie": ["a", "b"]})), tmp_path)
+
+    line = _build_error(tmp_path, capsys)
+    assert "column 'timestamp' has type BIGINT; expected a timestamp" in line
+
+
+def test_cli_build_missing_interactions_exits_2(tmp_path, capsys):
+    _write_inputs((make_interactions([]), make_items({"movie": ["a"]})), tmp_path)
+    (tmp_path / "train.parquet").unlink()
+
+    line = _build_error(tmp_path, capsys)
+    assert "no Parquet file matches the interactions path" in line
+
+
+def test_cli_build_missing_config_file_exits_2(random_tables, tmp_path, capsys):
+    _write_inputs(random_tables, tmp_path)
+
+    line = _build_error(tmp_path, capsys, config=f"@{tmp_path / 'missing.yaml'}")
+    assert line.startswith("gfm graph build: invalid --config: ")
+    assert "missing.yaml" in line

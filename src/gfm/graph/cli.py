@@ -61,20 +61,33 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     from gfm import storage
     from gfm.embeddings import ItemEmbeddings
-    from gfm.graph import GraphConfig, build_graph, save_graph
+    from gfm.graph import (
+        EmptyGraphError,
+        GraphConfig,
+        GraphInputError,
+        build_graph,
+        save_graph,
+    )
 
     try:
         config = GraphConfig.from_dict(_config_mapping(args.config))
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         print(f"gfm graph build: invalid --config: {error}", file=sys.stderr)
         return 2
-    items_uri = args.items
-    if not items_uri.endswith(".parquet"):
-        items_uri = storage.join(items_uri, "items.parquet")
-    items = storage.read_table(items_uri, columns=["item_id", "item_type"]).to_pandas()
-    features = ItemEmbeddings.load(args.embeddings) if args.embeddings else None
-
-    result = build_graph(args.interactions, items, features, config)
+    # Invalid inputs and settings that leave no edge are the caller's to fix,
+    # so they get one line and exit code 2 in place of a traceback.
+    try:
+        items_uri = args.items
+        if not items_uri.endswith(".parquet"):
+            items_uri = storage.join(items_uri, "items.parquet")
+        items = storage.read_table(
+            items_uri, columns=["item_id", "item_type"]
+        ).to_pandas()
+        features = ItemEmbeddings.load(args.embeddings) if args.embeddings else None
+        result = build_graph(args.interactions, items, features, config)
+    except (FileNotFoundError, GraphInputError, EmptyGraphError) as error:
+        print(f"gfm graph build: {error}", file=sys.stderr)
+        return 2
     save_graph(result, args.out)
     print(json.dumps(_summary(result.stats), indent=2))
     return 0
