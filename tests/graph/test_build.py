@@ -163,20 +163,31 @@ def test_features_outside_catalog_counted():
             pd.DataFrame({"item_id": ["a", None], "item_type": ["m", "m"]}),
             "without a item_id",
         ),
-        (
-            pd.DataFrame({"item_id": ["a"], "item_type": ["a.b"]}),
-            "cannot be PyG node types",
-        ),
-        (
-            pd.DataFrame({"item_id": ["a"], "item_type": ["a__b"]}),
-            "cannot be PyG node types",
-        ),
     ],
 )
 def test_invalid_catalog(items, message):
     interactions = make_interactions([("u1", "a", 1)])
     with pytest.raises(GraphInputError, match=message):
         build_graph(interactions, items, None, OPEN)
+
+
+@pytest.mark.parametrize("item_type", ["a.b", "a__b", "фильм", "audio book", ""])
+def test_invalid_node_types(item_type):
+    items = pd.DataFrame({"item_id": ["a"], "item_type": [item_type]})
+    interactions = make_interactions([("u1", "a", 1)])
+
+    with pytest.raises(GraphInputError, match="cannot be PyG node types") as error:
+        build_graph(interactions, items, None, OPEN)
+    assert repr(item_type) in str(error.value)
+    assert "ASCII letters, digits, '-' and '_' only, with no '__'" in str(error.value)
+
+
+def test_valid_node_types():
+    items = make_items({"audio-book": ["a"], "Film_2": ["b"], "7": ["c"]})
+    interactions = make_interactions([("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3)])
+    result = build_graph(interactions, items, None, OPEN)
+
+    assert sorted(result.data.node_types) == ["7", "Film_2", "audio-book"]
 
 
 def test_interactions_without_required_columns():

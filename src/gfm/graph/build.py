@@ -33,8 +33,11 @@ from gfm.logging_setup import progress_enabled
 logger = logging.getLogger(__name__)
 
 # A node type becomes a key of torch ModuleDicts in PyG's to_hetero, which
-# rejects "." and reserves "__" as the separator of edge type names.
+# rejects "." and reserves "__" as the separator of edge type names. The
+# check is stricter than that: ASCII letters, digits, "-" and "_" only, and
+# no "__".
 _NODE_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_NODE_TYPE_RULE = "ASCII letters, digits, '-' and '_' only, with no '__'"
 
 # Ids named in an error about misaligned features.
 _EXAMPLES = 5
@@ -146,8 +149,8 @@ def _catalog(items: pd.DataFrame) -> Catalog:
     invalid = [t for t in node_types if not _NODE_TYPE_PATTERN.match(t) or "__" in t]
     if invalid:
         raise GraphInputError(
-            f"item types {invalid} cannot be PyG node types; use letters, digits, "
-            "'-' and single '_' only"
+            f"item types {invalid} cannot be PyG node types; rename them in the "
+            f"catalog's item_type to {_NODE_TYPE_RULE}"
         )
     type_idx = types.map({t: i for i, t in enumerate(node_types)}).to_numpy(np.int64)
     local_idx = types.groupby(types).cumcount().to_numpy(np.int64)
