@@ -53,34 +53,100 @@ def test_pair_counts_match_reference(random_tables, settings):
     assert result.stats["item_pairs"]["distinct"] == len(expected)
 
 
-def test_rule_drops_add_up(random_tables):
-    interactions, items = random_tables
+def test_rule_drops_match_hand_counts():
+    items = make_items({"movie": ["a", "b", "c", "d", "e"]})
+    interactions = make_interactions(
+        [
+            # u1 repeats a, names the unknown "ghost" and has an undated e.
+            ("u1", "a", 100),
+            ("u1", "a", 98),
+            ("u1", "b", 99),
+            ("u1", "c", 98),
+            ("u1", "d", 97),
+            ("u1", "ghost", 96),
+            ("u1", "e", None),
+            # u2's c is older than the 10-day window before day 100.
+            ("u2", "a", 100),
+            ("u2", "b", 95),
+            ("u2", "c", 50),
+            ("u3", "b", 99),
+            ("u3", "c", 98),
+            ("u3", "a", 99, -1.0),
+            ("u4", "d", 93),
+            ("u4", "e", 92),
+            ("u4", "c", 93, float("nan")),
+            ("u5", "a", 94),
+            (None, "a", 100),
+            # An unknown item dated after every other row sets no reference.
+            ("u6", "ghost", 400),
+        ]
+    )
     config = GraphConfig(
-        window_days=150,
-        max_distance=2,
-        max_items_per_user=5,
+        window_days=10,
         untimed="drop",
+        max_items_per_user=3,
+        max_distance=1,
         min_count=2,
-        top_k=2,
+        top_k=1,
+        top_k_mode="mutual",
     )
-    stats = build_graph(interactions, items, None, config).stats
+    result = build_graph(interactions, items, None, config)
+    stats = result.stats
 
-    dropped = stats["co_occurrences_dropped"]
-    assert (
-        stats["co_occurrences"]["possible"] - sum(dropped.values())
-        == (stats["co_occurrences"]["kept"])
-    )
-    assert all(count > 0 for count in dropped.values()), dropped
-    pairs = stats["item_pairs"]
-    assert (
-        pairs["distinct"] - stats["item_pairs_dropped"]["support"]
-        == pairs["after_support"]
-    )
-    assert (
-        pairs["after_support"] - stats["item_pairs_dropped"]["top_k"] == pairs["kept"]
-    )
-    users = stats["user_items"]
-    assert users["total"] - sum(stats["user_items_dropped"].values()) == users["kept"]
+    # Worked out by hand. The table gives each user's (user, item) count n
+    # after each rule. The cap of 3 drops u1's oldest item, d.
+    #
+    #   user  all  known  dated  in window  capped
+    #   u1      6      5      4          4       3
+    #   u2      3      3      3          2       2
+    #   u3      2      2      2          2       2
+    #   u4      2      2      2          2       2
+    #   u5      1      1      1          1       1
+    #   u6      1      0      0          0       0
+    #
+    # Co-occurrences are n * (n - 1) / 2 summed per column: 20 15 11 9 6.
+    # Distance 1 keeps a-b and b-c of u1 and one pair each of u2, u3, u4: 5.
+    assert stats["interactions"] == {"rows": 19, "undated": 1, "duplicates_merged": 1}
+    assert stats["interactions_dropped"] == {
+        "missing_id": 1,
+        "invalid_weight": 2,
+        "unknown_item": 2,
+        "untimed": 1,
+        "window": 1,
+    }
+    assert stats["user_items"] == {"total": 15, "kept": 10}
+    assert stats["user_items_dropped"] == {
+        "unknown_item": 2,
+        "untimed": 1,
+        "window": 1,
+        "user_cap": 1,
+    }
+    assert stats["unknown_items"] == {"ids": 1, "examples": ["ghost"]}
+    assert stats["users"] == {"total": 6, "kept": 5, "with_pairs": 4, "capped": 1}
+    assert stats["window"]["latest_timestamp"].startswith("2020-04-10")
+    assert stats["window"]["cutoff"].startswith("2020-03-31")
+    assert stats["co_occurrences"] == {"possible": 20, "kept": 5}
+    assert stats["co_occurrences_dropped"] == {
+        "unknown_item": 5,
+        "untimed": 4,
+        "window": 2,
+        "user_cap": 3,
+        "distance": 1,
+    }
+    # Pairs: a-b by u1 and u2, b-c by u1 and u3, d-e by u4 alone. Support 2
+    # drops d-e. Jaccard: a-b 2 / (3 + 3 - 2) = 0.5, b-c 2 / (3 + 2 - 2).
+    # b's best neighbor is c, so mutual top-1 drops a-b.
+    assert stats["item_pairs"] == {
+        "distinct": 3,
+        "max_count": 2,
+        "after_support": 2,
+        "kept": 1,
+    }
+    assert stats["item_pairs_dropped"] == {"support": 1, "top_k": 1}
+    store = result.data["movie", "co", "movie"]
+    assert store.edge_index.tolist() == [[1, 2], [2, 1]]
+    assert store.edge_count.tolist() == [2, 2]
+    assert store.edge_weight.tolist() == pytest.approx([2 / 3, 2 / 3])
 
 
 def test_unknown_items_leave_window_alone():
