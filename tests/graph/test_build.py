@@ -9,6 +9,8 @@ import torch
 
 from gfm.embeddings import ItemEmbeddings
 from gfm.graph import EmptyGraphError, GraphConfig, GraphInputError, build_graph
+from gfm.graph.cooccurrence import ItemPairs
+from gfm.graph.hetero import Catalog, assemble_hetero_data
 
 from .conftest import make_features, make_interactions, make_items
 
@@ -46,7 +48,7 @@ def test_relations_are_symmetric(random_tables):
         backward = data[dst, relation, src]
         assert forward.edge_index.dtype == torch.int64
         assert forward.edge_weight.dtype == torch.float32
-        assert forward.edge_count.dtype == torch.float32
+        assert forward.edge_count.dtype == torch.int64
         edges = dict(
             zip(
                 map(tuple, forward.edge_index.t().tolist()),
@@ -188,6 +190,28 @@ def test_valid_node_types():
     result = build_graph(interactions, items, None, OPEN)
 
     assert sorted(result.data.node_types) == ["7", "Film_2", "audio-book"]
+
+
+def test_edge_count_exact_above_float32():
+    catalog = Catalog(
+        item_ids=["a", "b"],
+        node_types=["movie"],
+        type_idx=np.zeros(2, np.int64),
+        local_idx=np.arange(2, dtype=np.int64),
+    )
+    # float32 has a 24-bit significand, so it would round 2^24 + 1 to 2^24.
+    count = 2**24 + 1
+    pairs = ItemPairs(
+        item_i=np.array([0]),
+        item_j=np.array([1]),
+        count=np.array([count]),
+        weight=np.array([1.0]),
+        item_users=np.array([count, count]),
+    )
+    store = assemble_hetero_data(catalog, pairs, None)["movie", "co", "movie"]
+
+    assert store.edge_count.dtype == torch.int64
+    assert store.edge_count.tolist() == [count, count]
 
 
 def test_interactions_without_required_columns():

@@ -65,9 +65,10 @@ def assemble_hetero_data(
         A ``HeteroData`` whose node type ``t`` has ``item_ids`` and
         ``num_nodes`` (and ``x`` of ``[num_nodes_t, dim]`` when features are
         given), and whose edge types ``(t1, "co", t2)`` each have
-        ``edge_index`` (int64 ``[2, E]``, local indices), ``edge_weight`` and
-        ``edge_count`` (float32 ``[E]``), sorted by source then target. Edge
-        types without edges are left out.
+        ``edge_index`` (int64 ``[2, E]``, local indices), ``edge_weight``
+        (float32 ``[E]``) and ``edge_count`` (int64 ``[E]``, exact at any
+        co-count), sorted by source then target. Edge types without edges are
+        left out.
     """
     data = HeteroData()
     for position, node_type in enumerate(catalog.node_types):
@@ -132,4 +133,4 @@ def _set_edges(
         np.stack([src[order], dst[order]]).astype(np.int64)
     )
     store.edge_weight = torch.from_numpy(weight[order].astype(np.float32))
-    store.edge_count = torch.from_numpy(count[order].astype(np.float32))
+    store.edge_count = torch.from_numpy(count[order].astype(np.int64))
