@@ -52,8 +52,13 @@ class DeployConfig:
         allow_missing_baseline: when the deployed card of a product has no
             numeric ``gate_metric``, compare the candidate with
             ``gate_min_value`` alone instead of failing the gate.
-        force: deploy even when the gate fails or the deployed model's cards
-            cannot be read.
+        bundle_root: folder (``gs://`` or local) below which the deploy step
+            copies each bundle to ``<bundle_root>/<model_version>/`` and
+            serves it from there, so the bundle behind a deployed version
+            is never overwritten. ``None`` serves the candidate's own URI.
+        force: deploy even when the gate fails, the deployed model's cards
+            cannot be read or they belong to another version than the one
+            the InferenceService reports.
         ready_timeout_s: how long to wait for the InferenceService to become
             ready, in seconds.
         poll_interval_s: time between readiness checks, in seconds.
@@ -82,6 +87,7 @@ class DeployConfig:
     gate_min_value: float = 0.0
     gate_require_equal: tuple[str, ...] = ("product", "item_types", "metrics.eval_k", "data")
     allow_missing_baseline: bool = False
+    bundle_root: str | None = None
     force: bool = False
     ready_timeout_s: float = 600.0
     poll_interval_s: float = 10.0
@@ -111,6 +117,9 @@ class DeployConfig:
                 self.gate_min_value, bool) or not math.isfinite(self.gate_min_value):
             raise ValueError(f"deploy.gate_min_value must be a finite number, got "
                              f"{self.gate_min_value!r}; use 0.0 for no minimum")
+        if self.bundle_root is not None and not str(self.bundle_root).strip():
+            raise ValueError("deploy.bundle_root is empty; give a folder such as "
+                             "gs://BUCKET/bundles, or null to serve the candidate's URI")
         if self.ready_timeout_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("deploy.ready_timeout_s and deploy.poll_interval_s must be "
                              "positive")
