@@ -206,6 +206,31 @@ def test_server_rejects_malformed_bodies(server):
     assert v2_not_json.status_code == 400
 
 
+def invalid_request_series(client) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in client.metrics().splitlines()
+            if line.startswith("gfm_recommend_invalid_requests_total{")}
+
+
+def test_server_bounds_metric_labels(server, client):
+    before = invalid_request_series(client)
+    for position in range(100):
+        post(server, "/v1/models/gfm:predict",
+             {"instances": [{"product": "movie", f"junk_{position}": 1}]})
+        post(server, "/v1/models/gfm:predict",
+             {"instances": [{"product": "movie"}], f"top_{position}": 1})
+    for position in range(3):
+        post(server, f"/v2/models/m{position}/infer", b'{"inputs": 5}')
+    after = invalid_request_series(client)
+
+    other = 'gfm_recommend_invalid_requests_total{field="other",model_name="gfm"}'
+    unknown = 'gfm_recommend_invalid_requests_total{field="inputs",model_name="unknown"}'
+    assert set(after) - set(before) <= {other, unknown}
+    assert after[other] == before.get(other, 0.0) + 200
+    assert after[unknown] == before.get(unknown, 0.0) + 3
+    assert not any('model_name="m' in series for series in after)
+
+
 def test_server_serves_after_bad_requests(server, client):
     for body, _ in BAD_V1:
         post(server, "/v1/models/gfm:predict", body)

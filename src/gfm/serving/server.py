@@ -30,10 +30,6 @@ logger = logging.getLogger(__name__)
 
 _app_built = False
 
-# Top-level fields of a V2 InferenceRequest, the only values the invalid
-# request counter's ``field`` label takes for schema errors.
-V2_FIELDS = ("id", "inputs", "outputs", "parameters")
-
 
 def build_app(model: RecommenderModel) -> FastAPI:
     """Register ``model`` and return KServe's REST application serving it.
@@ -62,34 +58,37 @@ def build_app(model: RecommenderModel) -> FastAPI:
     rest = RESTServer(FASTAPI_APP_IMPORT_STRING, dataplane, extension, http_port=0)
     rest.create_application()
     app = kserve.model_server.app
-    app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    served = frozenset((model.name,))
+    app.add_exception_handler(RequestValidationError, _request_validation_handler(served))
     _app_built = True
     return app
 
 
-async def _request_validation_handler(request: Request, error: RequestValidationError
-                                      ) -> JSONResponse:
-    # FastAPI rejects a V2 body that fails the InferenceRequest schema with
-    # 422. Here bad input gets 400 on both protocols, naming the field.
-    problems = []
-    top_fields = []
-    for problem in error.errors():
-        # The V2 route accepts InferenceRequest or raw bytes, so pydantic
-        # reports each union member; the bytes member's error says nothing.
-        location = [str(part) for part in problem.get("loc", ())
-                    if part not in ("body", "InferenceRequest")]
-        if location[:1] == ["bytes"]:
-            continue
-        fields = [part for part in location if not part.isdigit()]
-        top_fields.append(fields[0] if fields else "body")
-        problems.append(f"{'.'.join(location) or 'body'}: {problem.get('msg')}")
-    message = "invalid request: " + ("; ".join(problems) or "body does not match the "
-                                     "V2 InferenceRequest schema")
-    model_name = request.path_params.get("model_name", "")
-    label = top_fields[0] if top_fields and top_fields[0] in V2_FIELDS else "body"
-    metrics.INVALID_REQUESTS.labels(model_name, label).inc()
-    logger.info("rejected request to %s: %s", request.url.path, message)
-    return JSONResponse(status_code=400, content={"error": message})
+def _request_validation_handler(served: frozenset[str]):
+    async def handle(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI rejects a V2 body that fails the InferenceRequest schema
+        # with 422. Here bad input gets 400 on both protocols, naming the field.
+        problems = []
+        top_fields = []
+        for problem in error.errors():
+            # The V2 route accepts InferenceRequest or raw bytes, so pydantic
+            # reports each union member; the bytes member's error adds nothing.
+            location = [str(part) for part in problem.get("loc", ())
+                        if part not in ("body", "InferenceRequest")]
+            if location[:1] == ["bytes"]:
+                continue
+            fields = [part for part in location if not part.isdigit()]
+            top_fields.append(fields[0] if fields else "body")
+            problems.append(f"{'.'.join(location) or 'body'}: {problem.get('msg')}")
+        message = "invalid request: " + ("; ".join(problems) or "body does not match the "
+                                         "V2 InferenceRequest schema")
+        model = metrics.model_label(request.path_params.get("model_name", ""), served)
+        label = metrics.field_label(top_fields[0]) if top_fields else "body"
+        metrics.INVALID_REQUESTS.labels(model, label).inc()
+        logger.info("rejected request to %s: %s", request.url.path, message)
+        return JSONResponse(status_code=400, content={"error": message})
+
+    return handle
 
 
 def serve(config: ServingConfig, host: str = "127.0.0.1", port: int = 8080,
