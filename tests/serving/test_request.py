@@ -106,6 +106,19 @@ def test_parse_instances_error_names_fix():
         parse([{"product": "movie"}] * 5)
 
 
+@pytest.mark.parametrize("k", [10**30, 1e30, -1e20, 51.0])
+def test_parse_instances_huge_k_out_of_range(k):
+    with pytest.raises(InvalidRequestError, match=r"invalid instances\[0\]\.k: .* is out of "
+                                                  r"range; use 1 to 50"):
+        parse([{"product": "movie", "k": k}])
+
+
+@pytest.mark.parametrize("k", [2.5, 5.0, float("nan"), float("inf")])
+def test_parse_instances_float_k_is_wrong_type(k):
+    with pytest.raises(InvalidRequestError, match="expected an integer, got a number"):
+        parse([{"product": "movie", "k": k}])
+
+
 @pytest.mark.parametrize(("field", "label"), [
     ("instances[3].history[2].item_id", "history"),
     ("instances[0].k", "k"),

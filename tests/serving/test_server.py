@@ -231,6 +231,14 @@ def test_server_bounds_metric_labels(server, client):
     assert not any('model_name="m' in series for series in after)
 
 
+def test_server_huge_k_out_of_range(server):
+    response = post(server, "/v1/models/gfm:predict", b'{"instances": [{"product": "movie", '
+                                                      b'"k": 1000000000000000000000000000000}]}')
+    assert response.status_code == 400
+    assert "invalid instances[0].k: 1e+30 is out of range; use 1 to 500" in response.json()[
+        "error"]
+
+
 def test_server_serves_after_bad_requests(server, client):
     for body, _ in BAD_V1:
         post(server, "/v1/models/gfm:predict", body)
