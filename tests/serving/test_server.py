@@ -212,6 +212,16 @@ def invalid_request_series(client) -> dict[str, float]:
             if line.startswith("gfm_recommend_invalid_requests_total{")}
 
 
+def test_server_counts_malformed_json(server, client):
+    key = 'gfm_recommend_invalid_requests_total{field="body",model_name="gfm"}'
+    before = invalid_request_series(client).get(key, 0.0)
+    for body in (b"{\"instances\": [", b"", b"\xff\xfe{"):
+        response = post(server, "/v1/models/gfm:predict", body)
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("invalid body: not valid JSON (")
+    assert invalid_request_series(client)[key] == before + 3
+
+
 def test_server_bounds_metric_labels(server, client):
     before = invalid_request_series(client)
     for position in range(100):
@@ -229,6 +239,25 @@ def test_server_bounds_metric_labels(server, client):
     assert after[other] == before.get(other, 0.0) + 200
     assert after[unknown] == before.get(unknown, 0.0) + 3
     assert not any('model_name="m' in series for series in after)
+
+
+def test_server_logs_rejections_as_warnings(server):
+    post(server, "/v1/models/gfm:predict", {"instances": [{"product": "movie", "k": 0}]},
+         headers={"content-type": "application/json", "x-request-id": "bad-k-1"})
+    post(server, "/v1/models/gfm:predict", b"{", headers={"content-type": "application/json",
+                                                         "x-request-id": "bad-json-1"})
+    missing = httpx.post(f"{server.url}/v1/models/nothing:predict", json={"instances": []},
+                         timeout=10)
+    log = server.log()
+    [bad_k] = [line for line in log.splitlines() if "bad-k-1" in line]
+    [bad_json] = [line for line in log.splitlines() if "bad-json-1" in line]
+
+    assert missing.status_code == 404
+    assert "WARNING" in bad_k
+    assert "invalid instances[0].k" in bad_k
+    assert "WARNING" in bad_json
+    assert "invalid body: not valid JSON" in bad_json
+    assert "Traceback" not in log
 
 
 def test_server_huge_k_out_of_range(server):
