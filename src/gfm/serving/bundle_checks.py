@@ -3,14 +3,17 @@
 ``Bundle.load`` already checks the format version, dimensions, id maps and
 product list. These checks cover what serving relies on beyond that. Every
 number it ranks with must be finite, and item vectors must be unit-norm
-because scores are cosines. Popularity must be aligned with the items, and
-each user tower must produce vectors of its item matrix's dimension. A bundle that fails any of them
-would answer requests with wrong or ``NaN`` scores, so it is rejected whole.
+because scores are cosines. Each item's type must be one of its product's
+item types, popularity must be aligned with the items, and each user tower
+must produce vectors of its item matrix's dimension. A bundle that fails any
+of them would answer requests with wrong or ``NaN`` scores, so it is
+rejected whole.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +59,7 @@ def _check_product(name: str, product: Any, bundle: Any, error: type[ValueError]
     if missing:
         raise error(f"{where}: {len(missing)} item ids are not in the bundle catalog, "
                     f"first {missing[0]!r}")
+    _check_item_types(where, name, item_ids, item_types, product.item_types, error)
 
     vectors = np.asarray(product.item_vectors())
     if vectors.ndim != 2 or vectors.shape[0] != len(item_ids):
@@ -87,3 +91,15 @@ def _check_product(name: str, product: Any, bundle: Any, error: type[ValueError]
         raise error(f"{where}: user tower output is not finite")
     logger.debug("%s passed the serving checks: %d items, dim %d",
                  where, len(item_ids), vectors.shape[1])
+
+
+def _check_item_types(where: str, name: str, item_ids: Sequence[str],
+                      item_types: Sequence[str], allowed: Sequence[str],
+                      error: type[ValueError]) -> None:
+    # A foreign type would become a valid item_types filter of requests.
+    foreign = [row for row, item_type in enumerate(item_types) if item_type not in allowed]
+    if foreign:
+        row = foreign[0]
+        raise error(f"{where}: {len(foreign)} rows of products/{name}/items.parquet have "
+                    f"an item type outside the product's item types {list(allowed)}, first "
+                    f"{item_ids[row]!r} of type {item_types[row]!r}")

@@ -239,9 +239,10 @@ class Bundle:
 
         Raises:
             BundleError: naming the file or product at fault, when a file is
-                missing, the format version is not supported, dimensions or
-                id maps disagree, or product names differ between
-                ``bundle.json``, the ``products/`` folders and the models.
+                missing or unreadable, the format version is not supported,
+                dimensions or id maps disagree, product names differ between
+                ``bundle.json``, the ``products/`` folders, the models and the
+                model cards, or a card has another ``model_version``.
         """
         uri = str(uri)
         manifest = _read_manifest(uri)
@@ -264,10 +265,12 @@ class Bundle:
         item_ids = set(next(iter(embeddings.values())).item_ids)
         products, cards = {}, {}
         for name in names:
-            products[name], cards[name] = _load_product(uri, name, embeddings, item_ids)
+            products[name], cards[name] = _load_product(uri, name, embeddings, item_ids,
+                                                        manifest["model_version"])
 
         histories = _load_part(uri, HISTORIES_FILE, lambda: storage.read_table(
             storage.join(uri, HISTORIES_FILE)).to_pandas())
+        histories = _checked_histories(uri, histories)
         users = None
         if manifest.get("has_users"):
             users = _load_part(uri, USERS_FILE, lambda: storage.read_table(
@@ -334,6 +337,9 @@ def _read_manifest(uri: str) -> dict[str, Any]:
                           f"(an interrupted export writes it last)")
     manifest = _load_part(uri, BUNDLE_FILE, lambda: storage.read_json(
         storage.join(uri, BUNDLE_FILE)))
+    if not isinstance(manifest, dict):
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} must contain a JSON object, got "
+                          f"{type(manifest).__name__}; export the bundle again")
     version = manifest.get("format_version")
     if version != BUNDLE_FORMAT_VERSION:
         raise BundleError(f"bundle {uri} has format_version {version!r}; this code reads "
@@ -341,6 +347,18 @@ def _read_manifest(uri: str) -> dict[str, Any]:
     missing = [k for k in ("model_version", "products", "embeddings") if k not in manifest]
     if missing:
         raise BundleError(f"bundle {uri}: {BUNDLE_FILE} lacks key(s) {missing}")
+    model_version = manifest["model_version"]
+    if not isinstance(model_version, str) or not model_version:
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} has model_version "
+                          f"{model_version!r}; expected a non-empty string")
+    products = manifest["products"]
+    if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} has products {products!r}; "
+                          "expected a list of product names")
+    embeddings = manifest["embeddings"]
+    if not isinstance(embeddings, list) or not set(embeddings) <= set(EMBEDDING_DIRS):
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} has embeddings {embeddings!r}; "
+                          f"expected a list of folder names among {list(EMBEDDING_DIRS)}")
     return manifest
 
 
@@ -352,7 +370,8 @@ def _product_folders(uri: str) -> list[str]:
 
 
 def _load_product(
-    uri: str, name: str, embeddings: Mapping[str, ItemEmbeddings], item_ids: set[str]
+    uri: str, name: str, embeddings: Mapping[str, ItemEmbeddings], item_ids: set[str],
+    model_version: str,
 ) -> tuple[ProductModel, dict]:
     folder = storage.join(uri, PRODUCTS_DIR, name)
     part = f"product {name!r}"
@@ -372,4 +391,28 @@ def _load_product(
                           f"bundle's embeddings, first {unknown[0]!r}")
     card = _load_part(uri, f"{part} {MODEL_CARD_FILE}", lambda: storage.read_json(
         storage.join(folder, MODEL_CARD_FILE)))
+    card_file = f"{PRODUCTS_DIR}/{name}/{MODEL_CARD_FILE}"
+    if not isinstance(card, dict):
+        raise BundleError(f"bundle {uri}: {card_file} must contain a JSON object, got "
+                          f"{type(card).__name__}")
+    if card.get("product") != name:
+        raise BundleError(f"bundle {uri}: {card_file} describes product "
+                          f"{card.get('product')!r}; export the bundle again")
+    if card.get("model_version") != model_version:
+        raise BundleError(f"bundle {uri}: {card_file} has model_version "
+                          f"{card.get('model_version')!r}, but {BUNDLE_FILE} has "
+                          f"{model_version!r}; export the bundle again")
     return model, card
+
+
+def _checked_histories(uri: str, histories: pd.DataFrame) -> pd.DataFrame:
+    """Return the history rows after checking that they have the needed columns.
+
+    Raises:
+        BundleError: if ``user_id`` or ``item_id`` is missing.
+    """
+    missing = [c for c in ("user_id", "item_id") if c not in histories.columns]
+    if missing:
+        raise BundleError(f"bundle {uri}: {HISTORIES_FILE} lacks column(s) {missing}; it "
+                          f"has {list(histories.columns)}, so export the bundle again")
+    return histories
