@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from gfm.serving.config import ServingConfig
 from gfm.serving.model import RecommenderModel
@@ -65,6 +66,21 @@ def list_manifest(root: Path) -> None:
     (root / "bundle.json").write_text("[]")
 
 
+def nan_hgnn_row(root: Path) -> None:
+    path = root / "hgnn" / "embeddings.npy"
+    matrix = np.load(path)
+    matrix[100, 3] = np.nan
+    np.save(path, matrix)
+
+
+def infinite_tower_weight(root: Path) -> None:
+    path = root / "products" / "movie" / "user_tower.pt"
+    state = torch.load(path, weights_only=True)
+    name = next(n for n, tensor in state.items() if tensor.is_floating_point())
+    state[name].view(-1)[0] = float("inf")
+    torch.save(state, path)
+
+
 def edit_card(**changes):
     def damage(root: Path) -> None:
         path = root / "products" / "movie" / "model_card.json"
@@ -84,7 +100,8 @@ def foreign_item_type(root: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    (nan_item_vector, "item vector of 'movie:"),
+    (nan_item_vector, "item vector of 'movie:4' (row 3 of products/movie/item_vectors.npy) "
+                      "is not finite"),
     (unnormalized_item_vectors, "not L2-normalized"),
     (truncated_user_tower, "products/movie/user_tower.pt is not a readable torch state dict"),
     (garbage_user_tower, "products/movie/user_tower.pt is not a readable torch state dict, "
@@ -93,6 +110,8 @@ def foreign_item_type(root: Path) -> None:
     (missing_histories, "histories.parquet"),
     (histories_without_item_id, "histories.parquet lacks column(s) ['item_id']"),
     (list_manifest, "bundle.json must contain a JSON object, got list"),
+    (nan_hgnn_row, "hgnn/embeddings.npy: row 100 (item 'movie:"),
+    (infinite_tower_weight, "products/movie/user_tower.pt has non-finite values in"),
     (edit_card(product="book"), "products/movie/model_card.json describes product 'book'"),
     (edit_card(model_version="other"), "products/movie/model_card.json has model_version "
                                        "'other', but bundle.json has 'ml1m-test-1'"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
+from gfm.serving import protocol
 from gfm.serving.config import ServingConfig
 from gfm.serving.recommender import Recommender
 from gfm.serving.request import parse_instances
@@ -114,3 +117,30 @@ def test_recommender_ivf_index(ml1m_bundle, recommender):
     assert len(found["item_ids"]) == 10
     assert len(set(found["item_ids"]) & set(truth["item_ids"])) >= 7
     assert not set(found["item_ids"]) & set(approximate.bundle.history(ml1m_bundle.known_user))
+
+
+def test_non_finite_user_vector_falls_back(recommender, ml1m_bundle, monkeypatch):
+    product = recommender.bundle.products["movie"]
+    real = product.user_vectors
+
+    def poisoned(histories, features=None):
+        vectors = real(histories, features)
+        vectors[0] = np.nan
+        return vectors
+
+    monkeypatch.setattr(product, "user_vectors", poisoned)
+    broken, fine = ask(recommender,
+                       {"product": "movie", "k": 5, "user_id": ml1m_bundle.known_user},
+                       {"product": "movie", "k": 5, "history": ml1m_bundle.recent_items})
+
+    assert broken["fallback"] == "popularity"
+    assert broken["fallback_reason"] == "non_finite_user_vector"
+    assert all(math.isfinite(score) for score in broken["scores"])
+    assert len(broken["item_ids"]) == 5
+    assert fine["fallback"] is None
+    assert all(math.isfinite(score) for score in fine["scores"])
+
+
+def test_encode_v2_rejects_nan():
+    with pytest.raises(ValueError, match="JSON compliant"):
+        protocol.encode_v2([{"scores": [float("nan")]}], "gfm", "v1", None)

@@ -2,12 +2,13 @@
 
 ``Bundle.load`` already checks the format version, dimensions, id maps and
 product list. These checks cover what serving relies on beyond that. Every
-number it ranks with must be finite, and item vectors must be unit-norm
-because scores are cosines. Each item's type must be one of its product's
-item types, popularity must be aligned with the items, and each user tower
-must produce vectors of its item matrix's dimension. A bundle that fails any
-of them would answer requests with wrong or ``NaN`` scores, so it is
-rejected whole.
+number it ranks with must be finite: each row of the ``hgnn/`` and ``llm/``
+embeddings (the user towers' history inputs), each item vector and each
+user tower weight. Item vectors must be unit-norm because scores are
+cosines. Each item's type must be one of its product's item types,
+popularity must be aligned with the items, and each user tower must produce
+vectors of its item matrix's dimension. A bundle that fails any of them
+would answer requests with wrong or ``NaN`` scores, so it is rejected whole.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
 # Tolerance on the L2 norm of each item vector, as float32 rounding allows.
 NORM_TOLERANCE = 1e-3
+
+# Rows checked at once for non-finite values, so the check of a large
+# matrix allocates one small boolean block instead of a full-size mask.
+FINITE_CHECK_ROWS = 65536
 
 
 def check_bundle(bundle: Any) -> None:
@@ -41,8 +47,24 @@ def check_bundle(bundle: Any) -> None:
     if not bundle.products:
         raise BundleError("bundle has no products; export at least one product model")
 
+    for name, table in bundle.embeddings.items():
+        row = first_non_finite_row(table.matrix)
+        if row is not None:
+            raise BundleError(f"{name}/embeddings.npy: row {row} (item {table.item_ids[row]!r}) "
+                              "contains NaN or infinity; export the embeddings again")
     for name, product in bundle.products.items():
         _check_product(name, product, bundle, BundleError)
+
+
+def first_non_finite_row(matrix: Any) -> int | None:
+    """Return the first row of a 2-D array with a NaN or infinite value, or ``None``."""
+    matrix = np.asarray(matrix)
+    for start in range(0, len(matrix), FINITE_CHECK_ROWS):
+        block = matrix[start:start + FINITE_CHECK_ROWS]
+        bad = np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1))
+        if len(bad):
+            return start + int(bad[0])
+    return None
 
 
 def _check_product(name: str, product: Any, bundle: Any, error: type[ValueError]) -> None:
@@ -65,9 +87,10 @@ def _check_product(name: str, product: Any, bundle: Any, error: type[ValueError]
     if vectors.ndim != 2 or vectors.shape[0] != len(item_ids):
         raise error(f"{where}: item vectors have shape {vectors.shape}, expected "
                     f"[{len(item_ids)}, dim]")
-    if not np.isfinite(vectors).all():
-        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
-        raise error(f"{where}: item vector of {item_ids[bad]!r} (row {bad}) is not finite")
+    bad = first_non_finite_row(vectors)
+    if bad is not None:
+        raise error(f"{where}: item vector of {item_ids[bad]!r} (row {bad} of "
+                    f"products/{name}/item_vectors.npy) is not finite")
     norms = np.linalg.norm(vectors, axis=1)
     off = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
     if len(off):
@@ -80,6 +103,11 @@ def _check_product(name: str, product: Any, bundle: Any, error: type[ValueError]
                     f"[{len(item_ids)}]")
     if not np.isfinite(popularity).all() or (popularity < 0).any():
         raise error(f"{where}: popularity must be finite and non-negative")
+
+    for parameter, tensor in product.user_tower.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise error(f"{where}: products/{name}/user_tower.pt has non-finite values in "
+                        f"{parameter}; train or export the model again")
 
     # One forward pass of the user tower on a one-item history: catches a
     # tower whose output dimension or weights do not match the item matrix.

@@ -10,7 +10,9 @@ model, the benchmark's in-process baseline and the tests all call
 Fallback: an instance without any usable history item and without user
 features (an unknown user with no history, or a history whose ids are all
 unknown) gets the product's most popular training items, with ``fallback``
-set to ``"popularity"`` and ``fallback_reason`` saying why.
+set to ``"popularity"`` and ``fallback_reason`` saying why. So does an
+instance whose user vector is not finite, which the load checks should rule
+out, so that no response carries a ``NaN`` score.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ FALLBACK_POPULARITY = "popularity"
 # Codes of ``fallback_reason``.
 REASON_NO_HISTORY = "no_history"
 REASON_UNKNOWN_ITEMS_ONLY = "unknown_items_only"
+REASON_NON_FINITE_VECTOR = "non_finite_user_vector"
 
 
 @dataclass
@@ -205,7 +208,10 @@ class Recommender:
         # A known user with features but no history still gets the tower's
         # vector: the features alone are a personal signal.
         personal = [i for i, h in enumerate(histories) if h.used or h.features]
-        fallback = [i for i, h in enumerate(histories) if not (h.used or h.features)]
+        reasons: dict[int, str] = {
+            i: REASON_UNKNOWN_ITEMS_ONLY if requests[i].history else REASON_NO_HISTORY
+            for i, h in enumerate(histories) if not (h.used or h.features)
+        }
         results: list[tuple[Ranking, str | None] | None] = [None] * len(requests)
 
         if personal:
@@ -216,25 +222,32 @@ class Recommender:
                     [histories[i].features for i in personal],
                 )
             vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+            finite = torch.isfinite(vectors).all(dim=1).tolist()
+            for slot, i in enumerate(personal):
+                if not finite[slot]:
+                    logger.error("product %r: the user vector of instance %d (user %s) is "
+                                 "not finite; answering with the popularity fallback",
+                                 product, requests[i].position, requests[i].user_id)
+                    reasons[i] = REASON_NON_FINITE_VECTOR
+            scored = [slot for slot, ok in enumerate(finite) if ok]
             rankings = catalog.top_k(
-                vectors,
-                [requests[i].k for i in personal],
-                [excluded[i] for i in personal],
-                [requests[i].item_types for i in personal],
+                vectors[scored],
+                [requests[personal[slot]].k for slot in scored],
+                [excluded[personal[slot]] for slot in scored],
+                [requests[personal[slot]].item_types for slot in scored],
             )
-            for i, ranking in zip(personal, rankings):
-                results[i] = (ranking, None)
+            for slot, ranking in zip(scored, rankings):
+                results[personal[slot]] = (ranking, None)
 
-        if fallback:
+        if reasons:
+            fallback = sorted(reasons)
             rankings = catalog.popular_k(
                 [requests[i].k for i in fallback],
                 [excluded[i] for i in fallback],
                 [requests[i].item_types for i in fallback],
             )
             for i, ranking in zip(fallback, rankings):
-                reason = (REASON_UNKNOWN_ITEMS_ONLY if requests[i].history
-                          else REASON_NO_HISTORY)
-                results[i] = (ranking, reason)
+                results[i] = (ranking, reasons[i])
         return results  # type: ignore[return-value]
 
     def _prediction(self, request: RecommendRequest, history: ResolvedHistory,
