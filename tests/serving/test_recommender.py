@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gfm.serving import protocol
 from gfm.serving.config import ServingConfig
 from gfm.serving.recommender import Recommender
 from gfm.serving.request import parse_instances
+from gfm.twotower.bundle import Bundle
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +151,38 @@ def test_non_finite_user_vector_falls_back(recommender, ml1m_bundle, monkeypatch
 def test_encode_v2_rejects_nan():
     with pytest.raises(ValueError, match="JSON compliant"):
         protocol.encode_v2([{"scores": [float("nan")]}], "gfm", "v1", None)
+
+
+def edited_copy(source: str, target: Path, edit_histories=None, drop_users=False) -> str:
+    shutil.copytree(source, target)
+    path = target / "histories.parquet"
+    if edit_histories is not None:
+        pq.write_table(edit_histories(pq.read_table(path)), path)
+    if drop_users:
+        (target / "users.parquet").unlink()
+        manifest = json.loads((target / "bundle.json").read_text())
+        manifest["has_users"] = False
+        (target / "bundle.json").write_text(json.dumps(manifest))
+    return str(target)
+
+
+def test_bundle_sorts_unsorted_histories(ml1m_bundle, recommender, tmp_path, caplog):
+    def shuffle(table):
+        order = np.random.default_rng(0).permutation(table.num_rows)
+        return table.take(pa.array(order))
+
+    uri = edited_copy(ml1m_bundle.uri, tmp_path / "bundle", shuffle)
+    with caplog.at_level(logging.WARNING, logger="gfm.twotower.bundle"):
+        shuffled = Bundle.load(uri)
+    rows = pq.read_table(Path(ml1m_bundle.uri) / "histories.parquet").to_pandas()
+    time_of = {(u, i): t for u, i, t in zip(rows["user_id"], rows["item_id"], rows["timestamp"])}
+    users = recommender.bundle._history_span.keys()
+
+    assert "histories.parquet is not sorted by user_id and timestamp" in caplog.text
+    assert shuffled._history_span.keys() == users
+    for user in users:
+        history = shuffled.history(user)
+        # Items rated in the same second may come in any order.
+        assert sorted(history) == sorted(recommender.bundle.history(user))
+        times = [time_of[(user, item)] for item in history]
+        assert times == sorted(times)

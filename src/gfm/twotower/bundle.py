@@ -6,7 +6,8 @@ Layout below the bundle folder (local or ``gs://``):
   the embedding folders present, creation time and code version. It is
   written last, so an interrupted export leaves no loadable bundle.
 * ``histories.parquet``: ``user_id``, ``item_id``, ``timestamp`` of the
-  training window; a known user's vector is computed from it.
+  training window, sorted by user and then time; a known user's vector is
+  computed from it.
 * ``users.parquet``: user features, when the dataset has them.
 * ``hgnn/`` and ``llm/``: ``ItemEmbeddings`` of every catalog item.
 * ``products/<product>/``: a :class:`ProductModel` folder without its own
@@ -222,7 +223,7 @@ class Bundle:
         self.item_index = next(iter(embeddings.values())).index()
         self._model_cards = model_cards
 
-        # histories.parquet is sorted by user, so each user's rows are one span.
+        # Bundle.load sorts histories by user, so each user's rows are one span.
         user_ids = histories["user_id"].to_numpy()
         self._history_items = histories["item_id"].to_numpy()
         self._history_span: dict[str, tuple[int, int]] = {}
@@ -406,7 +407,10 @@ def _load_product(
 
 
 def _checked_histories(uri: str, histories: pd.DataFrame) -> pd.DataFrame:
-    """Return the history rows after checking that they have the needed columns.
+    """Return the history rows sorted by user and then time, as the exporter writes them.
+
+    A file written in another order is sorted here, with a warning, because
+    ``Bundle`` reads each user's history as one contiguous span of rows.
 
     Raises:
         BundleError: if ``user_id`` or ``item_id`` is missing.
@@ -415,4 +419,28 @@ def _checked_histories(uri: str, histories: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise BundleError(f"bundle {uri}: {HISTORIES_FILE} lacks column(s) {missing}; it "
                           f"has {list(histories.columns)}, so export the bundle again")
+    histories = histories.astype({"user_id": str, "item_id": str})
+    if not _sorted_by_user_and_time(histories):
+        logger.warning("bundle %s: %s is not sorted by user_id and timestamp; sorting "
+                       "%d rows at load", uri, HISTORIES_FILE, len(histories))
+        order = ["user_id", "timestamp"] if "timestamp" in histories else ["user_id"]
+        histories = histories.sort_values(order, kind="stable").reset_index(drop=True)
     return histories
+
+
+def _sorted_by_user_and_time(histories: pd.DataFrame) -> bool:
+    users = histories["user_id"].to_numpy()
+    if len(users) < 2:
+        return True
+    if (users[1:] < users[:-1]).any():
+        return False
+    if "timestamp" not in histories:
+        return True
+    same_user = users[1:] == users[:-1]
+    times = histories["timestamp"].reset_index(drop=True)
+    missing = times.isna().to_numpy()
+    # Comparisons with a missing time are false, and the exporter sorts
+    # missing times last within a user, as pandas does.
+    earlier = (times.iloc[1:].to_numpy() < times.iloc[:-1].to_numpy())
+    backwards = earlier | (missing[:-1] & ~missing[1:])
+    return not (backwards & same_user).any()
