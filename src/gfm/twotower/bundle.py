@@ -271,7 +271,7 @@ class Bundle:
 
         histories = _load_part(uri, HISTORIES_FILE, lambda: storage.read_table(
             storage.join(uri, HISTORIES_FILE)).to_pandas())
-        histories = _checked_histories(uri, histories)
+        histories = _checked_histories(uri, histories, item_ids)
         users = None
         if manifest.get("has_users"):
             users = _load_part(uri, USERS_FILE, lambda: storage.read_table(
@@ -406,7 +406,7 @@ def _load_product(
     return model, card
 
 
-def _checked_histories(uri: str, histories: pd.DataFrame) -> pd.DataFrame:
+def _checked_histories(uri: str, histories: pd.DataFrame, item_ids: set[str]) -> pd.DataFrame:
     """Return the history rows sorted by user and then time, as the exporter writes them.
 
     A file written in another order is sorted here, with a warning, because
@@ -425,6 +425,11 @@ def _checked_histories(uri: str, histories: pd.DataFrame) -> pd.DataFrame:
                        "%d rows at load", uri, HISTORIES_FILE, len(histories))
         order = ["user_id", "timestamp"] if "timestamp" in histories else ["user_id"]
         histories = histories.sort_values(order, kind="stable").reset_index(drop=True)
+    unknown = int((~histories["item_id"].isin(item_ids)).sum())
+    if unknown:
+        logger.warning("bundle %s: %d %s rows name items without an embedding; requests "
+                       "ignore them and report them in unknown_items", uri, unknown,
+                       HISTORIES_FILE)
     return histories
 
 
