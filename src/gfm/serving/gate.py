@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gfm import storage
+from gfm.model_cards import model_card_problem
 from gfm.serving.deploy_config import DeployConfig
 
 logger = logging.getLogger(__name__)
@@ -81,15 +82,9 @@ def read_bundle_cards(uri: str) -> BundleCards:
     for product in products:
         card_uri = storage.join(uri, "products", product, "model_card.json")
         card = storage.read_json(card_uri)
-        if not isinstance(card, dict):
-            raise ValueError(f"{card_uri} must contain a JSON object, got "
-                             f"{type(card).__name__}")
-        if card.get("product") != product:
-            raise ValueError(f"{card_uri} describes product {card.get('product')!r}, but "
-                             f"its folder is products/{product}; export the bundle again")
-        if card.get("model_version") != version:
-            raise ValueError(f"{card_uri} has model_version {card.get('model_version')!r}, "
-                             f"but {BUNDLE_FILE} has {version!r}; export the bundle again")
+        problem = model_card_problem(card, product, version)
+        if problem:
+            raise ValueError(f"{card_uri} {problem}; export the bundle again")
         cards[product] = card
     return BundleCards(uri=str(uri), model_version=version, cards=cards, manifest=manifest)
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from gfm import __version__, storage
 from gfm.embeddings import ItemEmbeddings
+from gfm.model_cards import model_card_problem
 from gfm.twotower.features import is_missing
 from gfm.twotower.product_model import ProductModel
 
@@ -392,17 +393,10 @@ def _load_product(
                           f"bundle's embeddings, first {unknown[0]!r}")
     card = _load_part(uri, f"{part} {MODEL_CARD_FILE}", lambda: storage.read_json(
         storage.join(folder, MODEL_CARD_FILE)))
-    card_file = f"{PRODUCTS_DIR}/{name}/{MODEL_CARD_FILE}"
-    if not isinstance(card, dict):
-        raise BundleError(f"bundle {uri}: {card_file} must contain a JSON object, got "
-                          f"{type(card).__name__}")
-    if card.get("product") != name:
-        raise BundleError(f"bundle {uri}: {card_file} describes product "
-                          f"{card.get('product')!r}; export the bundle again")
-    if card.get("model_version") != model_version:
-        raise BundleError(f"bundle {uri}: {card_file} has model_version "
-                          f"{card.get('model_version')!r}, but {BUNDLE_FILE} has "
-                          f"{model_version!r}; export the bundle again")
+    problem = model_card_problem(card, name, model_version)
+    if problem:
+        raise BundleError(f"bundle {uri}: {PRODUCTS_DIR}/{name}/{MODEL_CARD_FILE} {problem}; "
+                          "export the bundle again")
     return model, card
 
 
