@@ -16,11 +16,13 @@ def deploy(
     """Create or patch the InferenceService if the bundle passes the gate.
 
     ``bundle.uri`` (a ``gs://`` prefix in a cluster run) becomes the
-    predictor's ``STORAGE_URI``. ``config`` contains ``DeployConfig`` settings
-    (empty dict = defaults; ``{"dry_run": true}`` decides and writes the
-    object without calling the Kubernetes API). ``decision`` is a folder with
-    ``deploy.json``: the action, the gate's per-product comparison and the
-    InferenceService sent.
+    predictor's ``STORAGE_URI``, or with ``bundle_root`` set the bundle is
+    copied to ``<bundle_root>/<model_version>/`` and served from there.
+    ``config`` contains ``DeployConfig`` settings (empty dict = defaults;
+    ``{"dry_run": true}`` reads the InferenceService when a Kubernetes
+    configuration exists, decides and writes the object, but copies and
+    sends nothing). ``decision`` is a folder with ``deploy.json``: the
+    action, the gate's per-product comparison and the InferenceService sent.
 
     Returns:
         The action: ``created``, ``patched``, ``skipped`` or ``dry_run``.
@@ -41,9 +43,11 @@ def deploy(
     decision.metadata.update(
         action=result.action,
         model_version=result.model_version,
+        storage_uri=result.storage_uri,
         deployed_version=result.deployed_version or "",
         gate_passed=result.gate.passed,
         gate_reasons=len(result.gate.reasons),
+        gate_notes=len(result.gate.notes),
         ready=result.ready,
     )
     return result.action

@@ -14,7 +14,8 @@ Steps, after 2T-HGNN (arXiv 2403.05185):
 3. The product layer (:func:`product_layer`): ``dsl.ParallelFor`` over the
    products trains one two-tower model each, ``export_bundle`` collects them
    into the serving bundle, ``evaluate`` compares them with the baselines,
-   and ``deploy`` gates the bundle on the evaluation and rolls it out.
+   and ``deploy`` runs after the evaluation, gates the bundle on its model
+   cards' validation recall against the deployed bundle and rolls it out.
 
 The product layer is one nested pipeline called from both branches of the
 ``dsl.If``. The branches cannot be joined with ``dsl.OneOf`` instead:

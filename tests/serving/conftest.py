@@ -127,18 +127,31 @@ def kserve_client(fake_api):
     return client
 
 
+# The data snapshot of the cards card_bundle writes, as export_products
+# stores it under "data".
+CARD_DATA = {"dataset": "movielens-1m", "users": 6040, "interactions": 1000209,
+             "split": {"protocols": ["leave_last_n"], "settings": {"n": 1}}}
+
+
 @pytest.fixture
 def card_bundle(tmp_path):
-    """Write a bundle's ``bundle.json`` and model cards; return its folder."""
+    """Write a bundle's ``bundle.json`` and model cards, and return its folder.
+
+    The function takes the version and a recall per product; ``eval_k``,
+    ``data`` and ``folder`` override the K, the data snapshot and the
+    folder name below ``tmp_path``.
+    """
     from gfm import storage
 
-    def write(version: str, recalls: dict[str, float | None], eval_k: int = 20) -> str:
-        root = tmp_path / f"bundle-{version}"
+    def write(version: str, recalls: dict[str, float | None], eval_k: int = 20,
+              data: dict | None = None, folder: str | None = None) -> str:
+        root = tmp_path / (folder or f"bundle-{version}")
         storage.write_json(root / "bundle.json", {
             "format_version": 1, "model_version": version, "products": sorted(recalls)})
         for product, recall in recalls.items():
             storage.write_json(root / "products" / product / "model_card.json", {
-                "product": product,
+                "product": product, "model_version": version, "item_types": [product],
+                "data": CARD_DATA if data is None else data,
                 "metrics": {"best_valid_recall": recall, "eval_k": eval_k}})
         return str(root)
 

@@ -6,6 +6,7 @@ import json
 
 from gfm.components.deploy import deploy
 from kfp import dsl
+from kubernetes.config import ConfigException
 
 from gfm.serving import deploy as deploy_module
 
@@ -16,7 +17,13 @@ def artifacts(tmp_path, bundle):
     return model, decision
 
 
-def test_deploy_component_dry_run(card_bundle, tmp_path, inference_service_errors):
+def test_deploy_component_dry_run(card_bundle, tmp_path, inference_service_errors,
+                                  monkeypatch):
+    def no_configuration():
+        raise ConfigException("Invalid kube-config file. No configuration found.")
+
+    # Never reach a cluster from the kubeconfig of the machine running the tests.
+    monkeypatch.setattr(deploy_module, "make_client", no_configuration)
     model, decision = artifacts(tmp_path, card_bundle("v1", {"movie": 0.2}))
     action = deploy.python_func(bundle=model, config={"dry_run": True}, decision=decision)
 
@@ -27,7 +34,9 @@ def test_deploy_component_dry_run(card_bundle, tmp_path, inference_service_error
     assert inference_service_errors(written["inference_service"]) == []
     assert decision.metadata["action"] == "dry_run"
     assert decision.metadata["gate_passed"] is True
+    assert decision.metadata["gate_notes"] == 1
     assert decision.metadata["model_version"] == "v1"
+    assert decision.metadata["storage_uri"] == model.uri
 
 
 def test_deploy_component_creates_then_skips(card_bundle, tmp_path, kserve_client,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from gfm.serving.deploy_config import DeployConfig
@@ -112,3 +114,97 @@ def test_deploy_config_rejects_bad_settings():
         DeployConfig(min_replicas=3, max_replicas=2)
     with pytest.raises(ValueError, match="unknown serving settings"):
         DeployConfig(serving={"topk": 3})
+
+
+def test_gate_fails_missing_deployed_metric(card_bundle):
+    deployed = read_bundle_cards(card_bundle("v1", {"movie": None}))
+    candidate = read_bundle_cards(card_bundle("v2", {"movie": 0.01}))
+    result = evaluate_gate(candidate, deployed, DeployConfig())
+    assert not result.passed
+    assert "deployed model card has no numeric metrics.best_valid_recall" in result.reasons[0]
+    assert "allow_missing_baseline" in result.reasons[0]
+    assert result.products["movie"]["passed"] is False
+
+
+def test_gate_allow_missing_baseline_notes_it(card_bundle):
+    deployed = read_bundle_cards(card_bundle("v1", {"movie": None}))
+    candidate = read_bundle_cards(card_bundle("v2", {"movie": 0.01}))
+    allowed = evaluate_gate(candidate, deployed, DeployConfig(allow_missing_baseline=True))
+    assert allowed.passed
+    assert allowed.reasons == []
+    [note] = allowed.notes
+    assert "compared with gate_min_value only because allow_missing_baseline" in note
+    below = evaluate_gate(candidate, deployed,
+                          DeployConfig(allow_missing_baseline=True, gate_min_value=0.05))
+    assert not below.passed
+    assert "below the threshold 0.05" in below.reasons[0]
+
+
+def test_gate_notes_new_product(card_bundle):
+    deployed = read_bundle_cards(card_bundle("v1", {"movie": 0.2}))
+    candidate = read_bundle_cards(card_bundle("v2", {"movie": 0.2, "music": 0.1}))
+    result = evaluate_gate(candidate, deployed, DeployConfig())
+    assert result.passed
+    assert result.notes == ["product 'music' is new (the deployed bundle v1 does not serve "
+                            "it), so it is compared with gate_min_value only"]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "0.1", True])
+def test_deploy_config_rejects_bad_gate_min_value(value):
+    with pytest.raises(ValueError, match="gate_min_value must be a finite number"):
+        DeployConfig(gate_min_value=value)
+
+
+def test_gate_fails_cards_of_other_data(card_bundle):
+    deployed = read_bundle_cards(card_bundle("v1", {"movie": 0.10},
+                                             data={"dataset": "movielens-1m", "users": 6040}))
+    candidate = read_bundle_cards(card_bundle("v2", {"movie": 0.11},
+                                              data={"dataset": "lastfm-2k", "users": 120}))
+    result = evaluate_gate(candidate, deployed, DeployConfig())
+    assert not result.passed
+    assert "metrics are not comparable: data {'dataset': 'lastfm-2k'" in result.reasons[0]
+    narrowed = DeployConfig(gate_require_equal=("product", "metrics.eval_k"))
+    assert evaluate_gate(candidate, deployed, narrowed).passed
+
+
+def test_gate_fails_cards_without_data(card_bundle):
+    deployed = read_bundle_cards(card_bundle("v1", {"movie": 0.1}, data={}))
+    candidate = read_bundle_cards(card_bundle("v2", {"movie": 0.2}, data={}))
+    config = DeployConfig(gate_require_equal=("data.dataset",))
+    result = evaluate_gate(candidate, deployed, config)
+    assert not result.passed
+    assert result.reasons == ["product 'movie': metrics are not comparable: data.dataset "
+                              "is missing from the candidate and deployed model card"]
+
+
+def test_gate_fails_other_item_types(card_bundle, tmp_path):
+    from gfm import storage
+
+    deployed = read_bundle_cards(card_bundle("v1", {"movie": 0.1}))
+    root = card_bundle("v2", {"movie": 0.2})
+    card_path = tmp_path / "bundle-v2" / "products" / "movie" / "model_card.json"
+    storage.write_json(card_path, dict(storage.read_json(card_path),
+                                       item_types=["movie", "tag"]))
+    result = evaluate_gate(read_bundle_cards(root), deployed, DeployConfig())
+    assert not result.passed
+    assert "item_types ['movie', 'tag'] vs deployed ['movie']" in result.reasons[0]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"product": "book"}, "describes product 'book', but its folder is products/movie"),
+    ({"model_version": "other"}, "has model_version 'other', but bundle.json has 'v2'"),
+])
+def test_read_bundle_cards_rejects_foreign_card(card_bundle, tmp_path, change, message):
+    from gfm import storage
+
+    root = card_bundle("v2", {"movie": 7.0})
+    card_path = tmp_path / "bundle-v2" / "products" / "movie" / "model_card.json"
+    storage.write_json(card_path, dict(storage.read_json(card_path), **change))
+    with pytest.raises(ValueError, match=message):
+        read_bundle_cards(root)
+
+
+def test_read_bundle_cards_rejects_list_manifest(tmp_path):
+    (tmp_path / "bundle.json").write_text("[]")
+    with pytest.raises(ValueError, match="must contain a JSON object, got list"):
+        read_bundle_cards(str(tmp_path))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from gfm.serving.deploy import build_inference_service, to_json
+from gfm.serving.deploy import MODEL_VERSION_ANNOTATION, build_inference_service, to_json
 from gfm.serving.deploy_config import DeployConfig
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "base" / "inferenceservice.yaml"
@@ -34,13 +34,23 @@ def test_manifest_sets_serving_fields():
     assert container["image"].split("/")[-1].startswith("gfm-serve:")
 
 
+def test_manifest_serves_versioned_path():
+    manifest = load_manifest()
+    [container] = manifest["spec"]["predictor"]["containers"]
+    storage_uri = next(e["value"] for e in container["env"] if e["name"] == "STORAGE_URI")
+    version = manifest["metadata"]["annotations"][MODEL_VERSION_ANNOTATION]
+    assert storage_uri.rstrip("/").rsplit("/", 1)[-1] == version
+    assert "current" not in storage_uri
+
+
 def test_manifest_matches_deploy_object():
     """The deploy step sends what the manifest declares, except the fields
     it sets per bundle (image tag, STORAGE_URI, model version)."""
     manifest = load_manifest()
     [container] = manifest["spec"]["predictor"]["containers"]
     storage_uri = next(e["value"] for e in container["env"] if e["name"] == "STORAGE_URI")
+    version = manifest["metadata"]["annotations"][MODEL_VERSION_ANNOTATION]
     config = DeployConfig(image=container["image"], namespace="gfm")
-    built = to_json(build_inference_service(config, storage_uri, "unset", canary=True))
+    built = to_json(build_inference_service(config, storage_uri, version, canary=True))
     built["metadata"].pop("namespace")
     assert built == manifest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gfm.serving import metrics
 from gfm.serving.request import InvalidRequestError, parse_instances
 
 PRODUCTS = {"movie": ("movie",), "music": ("artist", "tag")}
@@ -103,3 +104,35 @@ def test_parse_instances_error_names_fix():
         parse([{"product": "books"}])
     with pytest.raises(InvalidRequestError, match="split the request"):
         parse([{"product": "movie"}] * 5)
+
+
+@pytest.mark.parametrize("k", [10**30, 1e30, -1e20, 51.0])
+def test_parse_instances_huge_k_out_of_range(k):
+    with pytest.raises(InvalidRequestError, match=r"invalid instances\[0\]\.k: .* is out of "
+                                                  r"range; use 1 to 50"):
+        parse([{"product": "movie", "k": k}])
+
+
+@pytest.mark.parametrize("k", [2.5, 5.0, float("nan"), float("inf")])
+def test_parse_instances_float_k_is_wrong_type(k):
+    with pytest.raises(InvalidRequestError, match="expected an integer, got a number"):
+        parse([{"product": "movie", "k": k}])
+
+
+@pytest.mark.parametrize(("field", "label"), [
+    ("instances[3].history[2].item_id", "history"),
+    ("instances[0].k", "k"),
+    ("inputs[0].datatype", "inputs"),
+    ("body", "body"),
+    ("instances", "instances"),
+    ("instances[0].junk_7", "other"),
+    ("top_7", "other"),
+    ("instances[0]", "instances"),
+])
+def test_field_label_is_bounded(field, label):
+    assert metrics.field_label(field) == label
+
+
+def test_model_label_is_bounded():
+    assert metrics.model_label("gfm", {"gfm"}) == "gfm"
+    assert metrics.model_label("m0", {"gfm"}) == "unknown"

@@ -146,3 +146,25 @@ def test_ivf_leaves_type_filters_to_exact_search():
     filtered, plain = catalog.top_k(users, [5, 5], [[], []], [("a",), None])
     assert filtered.exact is True
     assert plain.exact is False
+
+
+def test_excluded_counts_distinct_items_on_every_path():
+    rng = np.random.default_rng(13)
+    vectors = unit_rows(rng, 400, 8)
+    item_ids = [f"i{i}" for i in range(400)]
+    exact = ProductCatalog("p", item_ids, ["item"] * 400, vectors, np.ones(400))
+    approximate = ProductCatalog("p", item_ids, ["item"] * 400, vectors, np.ones(400),
+                                 ann=IVFIndex(vectors, nprobe=8, nlist=8))
+    user = torch.from_numpy(unit_rows(rng, 1, 8))
+    # One consumed item repeated 50 times, and a second one twice.
+    banned = [exact.rows(["i7"] * 50 + ["i9", "i9"])]
+    [exact_ranking] = exact.top_k(user, [10], banned, [None])
+    [ivf_ranking] = approximate.top_k(user, [10], banned, [None])
+    [popular_ranking] = exact.popular_k([10], banned, [None])
+
+    assert exact_ranking.exact is True
+    assert ivf_ranking.exact is False
+    assert exact_ranking.excluded == 2
+    assert ivf_ranking.excluded == 2
+    assert popular_ranking.excluded == 2
+    assert ivf_ranking.item_ids == exact_ranking.item_ids

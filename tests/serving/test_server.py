@@ -206,6 +206,68 @@ def test_server_rejects_malformed_bodies(server):
     assert v2_not_json.status_code == 400
 
 
+def invalid_request_series(client) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in client.metrics().splitlines()
+            if line.startswith("gfm_recommend_invalid_requests_total{")}
+
+
+def test_server_counts_malformed_json(server, client):
+    key = 'gfm_recommend_invalid_requests_total{field="body",model_name="gfm"}'
+    before = invalid_request_series(client).get(key, 0.0)
+    for body in (b"{\"instances\": [", b"", b"\xff\xfe{"):
+        response = post(server, "/v1/models/gfm:predict", body)
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("invalid body: not valid JSON (")
+    assert invalid_request_series(client)[key] == before + 3
+
+
+def test_server_bounds_metric_labels(server, client):
+    before = invalid_request_series(client)
+    for position in range(100):
+        post(server, "/v1/models/gfm:predict",
+             {"instances": [{"product": "movie", f"junk_{position}": 1}]})
+        post(server, "/v1/models/gfm:predict",
+             {"instances": [{"product": "movie"}], f"top_{position}": 1})
+    for position in range(3):
+        post(server, f"/v2/models/m{position}/infer", b'{"inputs": 5}')
+    after = invalid_request_series(client)
+
+    other = 'gfm_recommend_invalid_requests_total{field="other",model_name="gfm"}'
+    unknown = 'gfm_recommend_invalid_requests_total{field="inputs",model_name="unknown"}'
+    assert set(after) - set(before) <= {other, unknown}
+    assert after[other] == before.get(other, 0.0) + 200
+    assert after[unknown] == before.get(unknown, 0.0) + 3
+    assert not any('model_name="m' in series for series in after)
+
+
+def test_server_logs_rejections_as_warnings(server):
+    post(server, "/v1/models/gfm:predict", {"instances": [{"product": "movie", "k": 0}]},
+         headers={"content-type": "application/json", "x-request-id": "bad-k-1"})
+    post(server, "/v1/models/gfm:predict", b"{", headers={"content-type": "application/json",
+                                                         "x-request-id": "bad-json-1"})
+    missing = httpx.post(f"{server.url}/v1/models/nothing:predict", json={"instances": []},
+                         timeout=10)
+    log = server.log()
+    [bad_k] = [line for line in log.splitlines() if "bad-k-1" in line]
+    [bad_json] = [line for line in log.splitlines() if "bad-json-1" in line]
+
+    assert missing.status_code == 404
+    assert "WARNING" in bad_k
+    assert "invalid instances[0].k" in bad_k
+    assert "WARNING" in bad_json
+    assert "invalid body: not valid JSON" in bad_json
+    assert "Traceback" not in log
+
+
+def test_server_huge_k_out_of_range(server):
+    response = post(server, "/v1/models/gfm:predict", b'{"instances": [{"product": "movie", '
+                                                      b'"k": 1000000000000000000000000000000}]}')
+    assert response.status_code == 400
+    assert "invalid instances[0].k: 1e+30 is out of range; use 1 to 500" in response.json()[
+        "error"]
+
+
 def test_server_serves_after_bad_requests(server, client):
     for body, _ in BAD_V1:
         post(server, "/v1/models/gfm:predict", body)

@@ -2,9 +2,14 @@
 
 :func:`deploy_bundle` reads the candidate bundle's model cards, looks up the
 InferenceService in the cluster and runs the gate of :mod:`gfm.serving.gate`
-against the bundle it serves. Only if the gate passes does it create the
-InferenceService or patch it to the new ``STORAGE_URI``. It then waits until
-KServe reports the InferenceService ready for the new generation.
+against the bundle it serves. The deployed bundle counts as the baseline
+only if its ``model_version`` equals the InferenceService's
+``gfm.dev/model-version`` annotation; otherwise the files at its
+``STORAGE_URI`` were replaced after the rollout, and the gate fails. Only if
+the gate passes does it copy the bundle to its versioned path (with
+``bundle_root``) and create the InferenceService or patch it to the new
+``STORAGE_URI``. It then waits until KServe reports the InferenceService
+ready for the new generation.
 
 NOTE: no cluster runs in this repository's tests. They check every decision
 and the exact object sent through ``KServeClient`` against a fake Kubernetes
@@ -15,13 +20,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gfm import settings
+from gfm import settings, storage
 from gfm.serving.deploy_config import DeployConfig
-from gfm.serving.gate import BundleCards, GateResult, evaluate_gate, read_bundle_cards
+from gfm.serving.gate import (
+    BUNDLE_FILE,
+    BundleCards,
+    GateResult,
+    evaluate_gate,
+    read_bundle_cards,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +42,9 @@ DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 MODEL_VERSION_ANNOTATION = "gfm.dev/model-version"
 CONTAINER_NAME = "kserve-container"
 PORT = 8080
+
+# A model_version becomes one path segment below DeployConfig.bundle_root.
+VERSION_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class DeployTimeoutError(TimeoutError):
@@ -44,7 +59,9 @@ class DeployResult:
         action: ``created``, ``patched``, ``skipped`` (gate failed or the
             version is already deployed) or ``dry_run``.
         model_version: the candidate bundle's version.
-        storage_uri: the candidate bundle's URI.
+        storage_uri: the ``STORAGE_URI`` the candidate is (or would be)
+            served from: ``<bundle_root>/<model_version>`` with
+            ``bundle_root``, else the candidate's own URI.
         deployed_version: the version served before, or ``None``.
         gate: the gate's decision.
         ready: whether the InferenceService reported ready for the change.
@@ -175,12 +192,15 @@ def deployed_storage_uri(inference_service: dict[str, Any]) -> str | None:
 def deploy_bundle(bundle_uri: str, config: DeployConfig, client: Any = None) -> DeployResult:
     """Deploy a serving bundle if it passes the gate, and wait until ready.
 
+    A dry run reads the InferenceService and runs the same gate as a real
+    run, but copies and sends nothing. Without a Kubernetes configuration it
+    compares with no deployed model and records that in ``gate.notes``.
+
     Args:
         bundle_uri: the candidate bundle's ``gs://`` prefix (what the
             predictor's storage initializer downloads).
         config: deploy and gate settings.
-        client: a ``KServeClient``; ``None`` makes one with :func:`make_client`
-            (not used in a dry run).
+        client: a ``KServeClient``; ``None`` makes one with :func:`make_client`.
 
     Returns:
         The decision, the object sent and whether it became ready.
@@ -189,50 +209,56 @@ def deploy_bundle(bundle_uri: str, config: DeployConfig, client: Any = None) -> 
         DeployTimeoutError: if the InferenceService is not ready for the new
             generation within ``config.ready_timeout_s``.
         RuntimeError: on a Kubernetes API error.
+        ValueError: if the candidate's cards are malformed, or its versioned
+            path below ``bundle_root`` already contains another bundle.
     """
     started = time.perf_counter()
     candidate = read_bundle_cards(bundle_uri)
-    logger.info("deploying bundle %s (version %s) as %s/%s", bundle_uri,
-                candidate.model_version, config.namespace, config.name)
+    storage_uri = serving_uri(bundle_uri, candidate.model_version, config)
+    logger.info("deploying bundle %s (version %s, served from %s) as %s/%s", bundle_uri,
+                candidate.model_version, storage_uri, config.namespace, config.name)
 
-    if config.dry_run:
-        gate = evaluate_gate(candidate, None, config)
-        body = build_inference_service(config, bundle_uri, candidate.model_version, False)
-        return DeployResult("dry_run", candidate.model_version, bundle_uri, None, gate,
-                            inference_service=to_json(body),
-                            seconds=time.perf_counter() - started)
-
-    client = client or make_client()
-    current = get_inference_service(client, config.name, config.namespace)
+    notes: list[str] = []
+    if client is None:
+        client = _dry_run_client(notes) if config.dry_run else make_client()
+    current = None
+    if client is not None:
+        current = get_inference_service(client, config.name, config.namespace)
     deployed_version = None
-    deployed_cards: BundleCards | None = None
     if current is not None:
         deployed_version = current.get("metadata", {}).get("annotations", {}).get(
             MODEL_VERSION_ANNOTATION)
-        deployed_uri = deployed_storage_uri(current)
-        if deployed_version == candidate.model_version and deployed_uri == bundle_uri:
-            gate = GateResult(passed=False, reasons=[
-                f"version {deployed_version} from {bundle_uri} is already deployed"])
-            logger.info("skipping deploy: %s", gate.reasons[0])
-            return DeployResult("skipped", candidate.model_version, bundle_uri,
-                                deployed_version, gate, ready=True,
-                                seconds=time.perf_counter() - started)
-        deployed_cards = _read_deployed_cards(deployed_uri, deployed_version)
 
-    if current is not None and deployed_cards is None:
-        reason = (f"the model cards of the deployed bundle {deployed_storage_uri(current)!r} "
-                  "could not be read, so the candidate cannot be compared")
-        gate = GateResult(passed=False, reasons=[reason])
+    already_deployed = (current is not None and deployed_version == candidate.model_version
+                        and deployed_storage_uri(current) == storage_uri)
+    if already_deployed:
+        gate = GateResult(passed=False, reasons=[
+            f"version {deployed_version} from {storage_uri} is already deployed"])
+        logger.info("skipping deploy: %s", gate.reasons[0])
     else:
-        gate = evaluate_gate(candidate, deployed_cards, config)
+        gate = _run_gate(candidate, current, config)
+    gate.notes.extend(notes)
+
+    if config.dry_run:
+        body = build_inference_service(config, storage_uri, candidate.model_version,
+                                       canary=current is not None)
+        return DeployResult("dry_run", candidate.model_version, storage_uri,
+                            deployed_version, gate, inference_service=to_json(body),
+                            seconds=time.perf_counter() - started)
+    if already_deployed:
+        return DeployResult("skipped", candidate.model_version, storage_uri,
+                            deployed_version, gate, ready=True,
+                            seconds=time.perf_counter() - started)
     if not gate.passed and not config.force:
-        return DeployResult("skipped", candidate.model_version, bundle_uri, deployed_version,
+        return DeployResult("skipped", candidate.model_version, storage_uri, deployed_version,
                             gate, seconds=time.perf_counter() - started)
     if not gate.passed:
         logger.warning("gate failed but force is set; deploying %s anyway: %s",
                        candidate.model_version, " | ".join(gate.reasons))
 
-    body = build_inference_service(config, bundle_uri, candidate.model_version,
+    if storage_uri != str(bundle_uri):
+        publish_bundle(candidate, storage_uri)
+    body = build_inference_service(config, storage_uri, candidate.model_version,
                                    canary=current is not None)
     if current is None:
         response = client.create(body, namespace=config.namespace)
@@ -245,9 +271,107 @@ def deploy_bundle(bundle_uri: str, config: DeployConfig, client: Any = None) -> 
                 config.namespace, config.name, candidate.model_version, generation)
 
     wait_until_ready(client, config, generation)
-    return DeployResult(action, candidate.model_version, bundle_uri, deployed_version, gate,
+    return DeployResult(action, candidate.model_version, storage_uri, deployed_version, gate,
                         ready=True, inference_service=to_json(body),
                         seconds=time.perf_counter() - started)
+
+
+def serving_uri(bundle_uri: str, model_version: str, config: DeployConfig) -> str:
+    """Return the ``STORAGE_URI`` a bundle is served from.
+
+    Raises:
+        ValueError: if ``bundle_root`` is set and ``model_version`` is not a
+            single path segment of letters, digits, ``.``, ``_`` and ``-``.
+    """
+    if config.bundle_root is None:
+        return str(bundle_uri)
+    if not VERSION_SEGMENT.fullmatch(model_version):
+        raise ValueError(f"model_version {model_version!r} cannot name a folder below "
+                         f"bundle_root {config.bundle_root}; use letters, digits, '.', '_' "
+                         "and '-', starting with a letter or digit")
+    return storage.join(config.bundle_root, model_version)
+
+
+def publish_bundle(candidate: BundleCards, target_uri: str) -> bool:
+    """Copy the candidate bundle to its versioned path, ``bundle.json`` last.
+
+    A versioned path is written once. A path whose ``bundle.json`` equals
+    the candidate's already contains this bundle (a retried deploy step) and
+    is left as it is. A path without ``bundle.json`` is the remains of an
+    interrupted copy and is written over.
+
+    Returns:
+        Whether files were copied.
+
+    Raises:
+        ValueError: if ``target_uri`` contains another bundle.
+        FileNotFoundError: if the candidate folder has no files.
+    """
+    source = candidate.uri.rstrip("/")
+    manifest_uri = storage.join(target_uri, BUNDLE_FILE)
+    if storage.exists(manifest_uri):
+        existing = storage.read_json(manifest_uri)
+        if existing == candidate.manifest:
+            logger.info("%s already contains bundle %s; not copying it again", target_uri,
+                        candidate.model_version)
+            return False
+        found = existing.get("model_version") if isinstance(existing, dict) else existing
+        raise ValueError(
+            f"{target_uri} already contains another bundle (model_version {found!r}, "
+            f"{BUNDLE_FILE} differs from the one of {candidate.uri}); versioned bundle "
+            "paths are never overwritten, so export under a new model_version")
+
+    started = time.perf_counter()
+    files = storage.list_files(source)
+    if not files:
+        raise FileNotFoundError(f"nothing to publish: {source} has no files")
+    for file_uri in files:
+        relative = file_uri[len(source):].lstrip("/")
+        if relative != BUNDLE_FILE:
+            storage.write_bytes(storage.join(target_uri, relative), storage.read_bytes(file_uri))
+    # bundle.json goes last, so a reader never finds a partial copy complete.
+    storage.write_bytes(manifest_uri, storage.read_bytes(storage.join(source, BUNDLE_FILE)))
+    logger.info("copied bundle %s (%d files) from %s to %s in %.2f s",
+                candidate.model_version, len(files), source, target_uri,
+                time.perf_counter() - started)
+    return True
+
+
+def _dry_run_client(notes: list[str]) -> Any:
+    from kubernetes.config import ConfigException
+
+    try:
+        return make_client()
+    except ConfigException as error:
+        note = (f"no Kubernetes configuration ({error}), so the dry run compared the "
+                "candidate with no deployed model")
+        logger.warning("%s", note)
+        notes.append(note)
+        return None
+
+
+def _run_gate(candidate: BundleCards, current: dict[str, Any] | None,
+              config: DeployConfig) -> GateResult:
+    if current is None:
+        return evaluate_gate(candidate, None, config)
+    deployed_uri = deployed_storage_uri(current)
+    deployed_version = current.get("metadata", {}).get("annotations", {}).get(
+        MODEL_VERSION_ANNOTATION)
+    deployed = _read_deployed_cards(deployed_uri, deployed_version)
+    if deployed is None:
+        reason = (f"the model cards of the deployed bundle {deployed_uri!r} could not be "
+                  "read, so the candidate cannot be compared")
+    elif deployed.model_version != deployed_version:
+        reason = (f"the deployed bundle {deployed_uri!r} now contains model_version "
+                  f"{deployed.model_version!r}, but the InferenceService's "
+                  f"{MODEL_VERSION_ANNOTATION} annotation is {deployed_version!r}: the "
+                  "bundle was replaced after its rollout, so the model in service "
+                  "cannot be compared; serve bundles from per-version paths "
+                  "(deploy.bundle_root)")
+    else:
+        return evaluate_gate(candidate, deployed, config)
+    logger.error("gate for %s failed: %s", candidate.model_version, reason)
+    return GateResult(passed=False, reasons=[reason])
 
 
 def _read_deployed_cards(uri: str | None, version: str | None) -> BundleCards | None:

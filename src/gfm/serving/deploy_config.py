@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +41,24 @@ class DeployConfig:
             card; higher is better.
         gate_tolerance: relative drop from the deployed model's value that
             still passes, for example 0.02 for 2%.
-        gate_min_value: lowest value that passes, deployed model or not.
-        gate_require_equal: dotted model card paths that must be equal in
-            both cards for their metrics to be comparable.
-        force: deploy even when the gate fails or the deployed model's cards
-            cannot be read.
+        gate_min_value: lowest value that passes, deployed model or not;
+            must be finite.
+        gate_require_equal: dotted model card paths that must be present
+            and equal in both cards for their metrics to be comparable. The
+            default requires the same product, item types, K and ``data``
+            snapshot (dataset, counts and split), so a model trained on
+            newer data fails the gate until it is forced or this list is
+            narrowed.
+        allow_missing_baseline: when the deployed card of a product has no
+            numeric ``gate_metric``, compare the candidate with
+            ``gate_min_value`` alone instead of failing the gate.
+        bundle_root: folder (``gs://`` or local) below which the deploy step
+            copies each bundle to ``<bundle_root>/<model_version>/`` and
+            serves it from there, so the bundle behind a deployed version
+            is never overwritten. ``None`` serves the candidate's own URI.
+        force: deploy even when the gate fails, the deployed model's cards
+            cannot be read or they belong to another version than the one
+            the InferenceService reports.
         ready_timeout_s: how long to wait for the InferenceService to become
             ready, in seconds.
         poll_interval_s: time between readiness checks, in seconds.
@@ -71,7 +85,9 @@ class DeployConfig:
     gate_metric: str = "metrics.best_valid_recall"
     gate_tolerance: float = 0.0
     gate_min_value: float = 0.0
-    gate_require_equal: tuple[str, ...] = ("metrics.eval_k",)
+    gate_require_equal: tuple[str, ...] = ("product", "item_types", "metrics.eval_k", "data")
+    allow_missing_baseline: bool = False
+    bundle_root: str | None = None
     force: bool = False
     ready_timeout_s: float = 600.0
     poll_interval_s: float = 10.0
@@ -97,6 +113,13 @@ class DeployConfig:
         if not 0.0 <= self.gate_tolerance < 1.0:
             raise ValueError(f"deploy.gate_tolerance must be in [0, 1), got "
                              f"{self.gate_tolerance}")
+        if not isinstance(self.gate_min_value, (int, float)) or isinstance(
+                self.gate_min_value, bool) or not math.isfinite(self.gate_min_value):
+            raise ValueError(f"deploy.gate_min_value must be a finite number, got "
+                             f"{self.gate_min_value!r}; use 0.0 for no minimum")
+        if self.bundle_root is not None and not str(self.bundle_root).strip():
+            raise ValueError("deploy.bundle_root is empty; give a folder such as "
+                             "gs://BUCKET/bundles, or null to serve the candidate's URI")
         if self.ready_timeout_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("deploy.ready_timeout_s and deploy.poll_interval_s must be "
                              "positive")

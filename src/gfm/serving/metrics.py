@@ -2,14 +2,28 @@
 
 They live in ``prometheus_client``'s default registry, which KServe's
 ``/metrics`` endpoint exports next to its own ``request_*_seconds``
-histograms. Label values are bounded: ``product`` takes only the bundle's
-product names (an unknown product is counted as an invalid request instead),
-and ``reason`` and ``field`` take a fixed set of codes.
+histograms. Label values are bounded, so no request can add series:
+``model_name`` takes the names of the models the server serves, or
+``unknown``; ``product`` takes only the bundle's product names (an unknown
+product is counted as an invalid request instead); ``reason`` and ``field``
+take a fixed set of codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import Counter, Histogram
+
+from gfm.serving.request import INSTANCE_KEYS
+
+# Values of the ``field`` label: the top-level fields of V1 and V2 requests,
+# the keys of an instance, and ``other`` for any other field a client sends.
+OTHER_FIELD = "other"
+FIELD_LABELS = frozenset(("body", "instances", "id", "inputs", "outputs", "parameters",
+                          *INSTANCE_KEYS, OTHER_FIELD))
+# Value of the ``model_name`` label for a request path naming no served model.
+UNKNOWN_MODEL = "unknown"
 
 INSTANCES = Counter(
     "gfm_recommend_instances",
@@ -42,9 +56,16 @@ SCORING_SECONDS = Histogram(
 def field_label(field: str) -> str:
     """Return the bounded label of an invalid field path.
 
-    ``instances[3].history[2].item_id`` becomes ``history``, so the label
-    set stays small whatever the request.
+    ``instances[3].history[2].item_id`` becomes ``history``. A field outside
+    ``FIELD_LABELS``, such as an unknown key the client chose, becomes
+    ``other``, so the label set stays fixed whatever the request.
     """
     parts = field.split(".")
     name = parts[1] if len(parts) > 1 and parts[0].startswith("instances[") else parts[0]
-    return name.split("[", 1)[0]
+    name = name.split("[", 1)[0]
+    return name if name in FIELD_LABELS else OTHER_FIELD
+
+
+def model_label(name: str, served: Collection[str]) -> str:
+    """Return ``name`` if the server serves a model of that name, else ``unknown``."""
+    return name if name in served else UNKNOWN_MODEL

@@ -2,8 +2,9 @@
 
 KServe calls ``load`` once, then for each request ``preprocess`` (decode and
 validate), ``predict`` (rank) and ``postprocess`` (encode). Invalid input
-raises ``kserve.errors.InvalidInput``, which KServe turns into HTTP 400 with
-``{"error": message}``. The message names the field.
+raises :class:`RejectedRequest`, a ``kserve.errors.InvalidInput``, which the
+server turns into HTTP 400 with ``{"error": message}``. The message names
+the field.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ from gfm.serving.request import InvalidRequestError, RecommendRequest, parse_ins
 from gfm.twotower.bundle import BundleError
 
 logger = logging.getLogger(__name__)
+
+
+class RejectedRequest(kserve.errors.InvalidInput):
+    """An invalid request that :meth:`RecommenderModel.preprocess` has counted.
+
+    The server's handler returns it as HTTP 400 and logs it with
+    ``request_id`` (the V2 ``id`` or the ``x-request-id`` header, if any). It
+    counts only the ``InvalidInput`` errors KServe raises before the model runs.
+    """
+
+    def __init__(self, reason: str, request_id: str | None = None):
+        super().__init__(reason)
+        self.request_id = request_id
 
 
 @dataclass
@@ -108,8 +122,8 @@ class RecommenderModel(kserve.Model):
             )
         except InvalidRequestError as error:
             metrics.INVALID_REQUESTS.labels(self.name, metrics.field_label(error.field)).inc()
-            logger.info("rejected request %s: %s", _request_id(payload, headers), error)
-            raise kserve.errors.InvalidInput(str(error)) from None
+            # gfm.serving.server logs the rejection with the request id.
+            raise RejectedRequest(str(error), _request_id(payload, headers)) from None
         return DecodedRequest(requests, is_v2, _request_id(payload, headers))
 
     def predict(self, payload: DecodedRequest, headers: dict[str, str] | None = None

@@ -139,8 +139,13 @@ def encode_v2(
     model_version: str,
     request_id: str | None,
 ) -> kserve.InferResponse:
-    """Build the V2 response: one ``recommendations`` BYTES tensor of JSON texts."""
-    texts = [json.dumps(p, separators=(",", ":")) for p in predictions]
+    """Build the V2 response: one ``recommendations`` BYTES tensor of JSON texts.
+
+    Raises:
+        ValueError: if a prediction contains NaN or infinity, which JSON
+            cannot represent, so the server returns 500 instead of invalid JSON.
+    """
+    texts = [json.dumps(p, separators=(",", ":"), allow_nan=False) for p in predictions]
     output = kserve.InferOutput(
         name=V2_OUTPUT, shape=[len(texts)], datatype=V2_DATATYPE, data=texts
     )

@@ -8,9 +8,11 @@ model, the benchmark's in-process baseline and the tests all call
 :meth:`Recommender.recommend`.
 
 Fallback: an instance without any usable history item and without user
-features (an unknown user with no history, or a history whose ids are all
-unknown) gets the product's most popular training items, with ``fallback``
-set to ``"popularity"`` and ``fallback_reason`` saying why.
+features (an unknown user with no history, or a stored and request history
+whose ids are all unknown) gets the product's most popular training items,
+with ``fallback`` set to ``"popularity"`` and ``fallback_reason`` saying
+why. So does an instance whose user vector is not finite, which the load
+checks should rule out, so that no response carries a ``NaN`` score.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ FALLBACK_POPULARITY = "popularity"
 # Codes of ``fallback_reason``.
 REASON_NO_HISTORY = "no_history"
 REASON_UNKNOWN_ITEMS_ONLY = "unknown_items_only"
+REASON_NON_FINITE_VECTOR = "non_finite_user_vector"
 
 
 @dataclass
@@ -47,7 +50,8 @@ class ResolvedHistory:
         consumed: every catalog item id of the user's history, truncated or
             not, for ``exclude_consumed``.
         known_user: whether the bundle has a history or features of ``user_id``.
-        unknown_items: request history ids not in the bundle's catalog.
+        unknown_items: history ids, stored or from the request, that are not
+            in the bundle's catalog and were ignored.
         truncated: history items beyond ``max_history`` that were left out.
         features: the user's features from the bundle, or ``None``.
     """
@@ -137,16 +141,20 @@ class Recommender:
         stored = self.bundle.history(request.user_id) if request.user_id else None
         features = self.bundle.user_features(request.user_id) if request.user_id else None
         item_index = self.bundle.item_index
+        # Stored ids are filtered like the request's: a bundle whose histories
+        # name items without an embedding must not feed them to the tower.
+        known_stored = [i for i in stored or [] if i in item_index]
         recent = [i for i in request.history if i in item_index]
         # Training-window items come first: the request's items are more recent.
-        consumed = list(stored or []) + recent
+        consumed = known_stored + recent
         limit = self.config.max_history
         used = consumed[-limit:] if len(consumed) > limit else consumed
+        unknown = (len(stored or []) - len(known_stored)) + (len(request.history) - len(recent))
         return ResolvedHistory(
             used=used,
             consumed=consumed,
             known_user=stored is not None or features is not None,
-            unknown_items=len(request.history) - len(recent),
+            unknown_items=unknown,
             truncated=len(consumed) - len(used),
             features=features,
         )
@@ -205,7 +213,10 @@ class Recommender:
         # A known user with features but no history still gets the tower's
         # vector: the features alone are a personal signal.
         personal = [i for i, h in enumerate(histories) if h.used or h.features]
-        fallback = [i for i, h in enumerate(histories) if not (h.used or h.features)]
+        reasons: dict[int, str] = {
+            i: REASON_UNKNOWN_ITEMS_ONLY if h.unknown_items else REASON_NO_HISTORY
+            for i, h in enumerate(histories) if not (h.used or h.features)
+        }
         results: list[tuple[Ranking, str | None] | None] = [None] * len(requests)
 
         if personal:
@@ -216,25 +227,32 @@ class Recommender:
                     [histories[i].features for i in personal],
                 )
             vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+            finite = torch.isfinite(vectors).all(dim=1).tolist()
+            for slot, i in enumerate(personal):
+                if not finite[slot]:
+                    logger.error("product %r: the user vector of instance %d (user %s) is "
+                                 "not finite; answering with the popularity fallback",
+                                 product, requests[i].position, requests[i].user_id)
+                    reasons[i] = REASON_NON_FINITE_VECTOR
+            scored = [slot for slot, ok in enumerate(finite) if ok]
             rankings = catalog.top_k(
-                vectors,
-                [requests[i].k for i in personal],
-                [excluded[i] for i in personal],
-                [requests[i].item_types for i in personal],
+                vectors[scored],
+                [requests[personal[slot]].k for slot in scored],
+                [excluded[personal[slot]] for slot in scored],
+                [requests[personal[slot]].item_types for slot in scored],
             )
-            for i, ranking in zip(personal, rankings):
-                results[i] = (ranking, None)
+            for slot, ranking in zip(scored, rankings):
+                results[personal[slot]] = (ranking, None)
 
-        if fallback:
+        if reasons:
+            fallback = sorted(reasons)
             rankings = catalog.popular_k(
                 [requests[i].k for i in fallback],
                 [excluded[i] for i in fallback],
                 [requests[i].item_types for i in fallback],
             )
             for i, ranking in zip(fallback, rankings):
-                reason = (REASON_UNKNOWN_ITEMS_ONLY if requests[i].history
-                          else REASON_NO_HISTORY)
-                results[i] = (ranking, reason)
+                results[i] = (ranking, reasons[i])
         return results  # type: ignore[return-value]
 
     def _prediction(self, request: RecommendRequest, history: ResolvedHistory,

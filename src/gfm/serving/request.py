@@ -139,6 +139,10 @@ def _parse_instance(
         )
 
     k = instance.get("k", default_k)
+    # KServe decodes V1 bodies with orjson, which reads an integer beyond 64
+    # bits as a float, so 10**30 arrives as 1e30 and is out of range, not a number.
+    if isinstance(k, float) and k.is_integer() and not 1 <= k <= max_k:
+        raise InvalidRequestError(f"{where}.k", f"{k:g} is out of range; use 1 to {max_k}")
     if isinstance(k, bool) or not isinstance(k, int):
         raise InvalidRequestError(f"{where}.k", f"expected an integer, got {_type_name(k)}")
     if not 1 <= k <= max_k:

@@ -39,7 +39,7 @@ class Ranking:
             fewer items pass the filters.
         scores: ``[n]`` inner products of user and item vectors, or training
             counts for the popularity fallback.
-        excluded: consumed items of this product that were dropped.
+        excluded: distinct consumed items of this product that were dropped.
         exact: whether exact search produced the ranking (``False`` when the
             IVF index did).
     """
@@ -195,7 +195,7 @@ class ProductCatalog:
                 rankings[position] = self._ranking(
                     values[slot, :ks[position]].tolist(),
                     indices[slot, :ks[position]].tolist(),
-                    len(excluded_rows[position]),
+                    len(set(excluded_rows[position])),
                     exact=True,
                 )
 

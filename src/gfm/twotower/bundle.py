@@ -6,7 +6,8 @@ Layout below the bundle folder (local or ``gs://``):
   the embedding folders present, creation time and code version. It is
   written last, so an interrupted export leaves no loadable bundle.
 * ``histories.parquet``: ``user_id``, ``item_id``, ``timestamp`` of the
-  training window; a known user's vector is computed from it.
+  training window, sorted by user and then time; a known user's vector is
+  computed from it.
 * ``users.parquet``: user features, when the dataset has them.
 * ``hgnn/`` and ``llm/``: ``ItemEmbeddings`` of every catalog item.
 * ``products/<product>/``: a :class:`ProductModel` folder without its own
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from gfm import __version__, storage
 from gfm.embeddings import ItemEmbeddings
+from gfm.model_cards import model_card_problem
 from gfm.twotower.features import is_missing
 from gfm.twotower.product_model import ProductModel
 
@@ -222,7 +224,7 @@ class Bundle:
         self.item_index = next(iter(embeddings.values())).index()
         self._model_cards = model_cards
 
-        # histories.parquet is sorted by user, so each user's rows are one span.
+        # Bundle.load sorts histories by user, so each user's rows are one span.
         user_ids = histories["user_id"].to_numpy()
         self._history_items = histories["item_id"].to_numpy()
         self._history_span: dict[str, tuple[int, int]] = {}
@@ -239,9 +241,10 @@ class Bundle:
 
         Raises:
             BundleError: naming the file or product at fault, when a file is
-                missing, the format version is not supported, dimensions or
-                id maps disagree, or product names differ between
-                ``bundle.json``, the ``products/`` folders and the models.
+                missing or unreadable, the format version is not supported,
+                dimensions or id maps disagree, product names differ between
+                ``bundle.json``, the ``products/`` folders, the models and the
+                model cards, or a card has another ``model_version``.
         """
         uri = str(uri)
         manifest = _read_manifest(uri)
@@ -264,10 +267,12 @@ class Bundle:
         item_ids = set(next(iter(embeddings.values())).item_ids)
         products, cards = {}, {}
         for name in names:
-            products[name], cards[name] = _load_product(uri, name, embeddings, item_ids)
+            products[name], cards[name] = _load_product(uri, name, embeddings, item_ids,
+                                                        manifest["model_version"])
 
         histories = _load_part(uri, HISTORIES_FILE, lambda: storage.read_table(
             storage.join(uri, HISTORIES_FILE)).to_pandas())
+        histories = _checked_histories(uri, histories, item_ids)
         users = None
         if manifest.get("has_users"):
             users = _load_part(uri, USERS_FILE, lambda: storage.read_table(
@@ -334,6 +339,9 @@ def _read_manifest(uri: str) -> dict[str, Any]:
                           f"(an interrupted export writes it last)")
     manifest = _load_part(uri, BUNDLE_FILE, lambda: storage.read_json(
         storage.join(uri, BUNDLE_FILE)))
+    if not isinstance(manifest, dict):
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} must contain a JSON object, got "
+                          f"{type(manifest).__name__}; export the bundle again")
     version = manifest.get("format_version")
     if version != BUNDLE_FORMAT_VERSION:
         raise BundleError(f"bundle {uri} has format_version {version!r}; this code reads "
@@ -341,6 +349,18 @@ def _read_manifest(uri: str) -> dict[str, Any]:
     missing = [k for k in ("model_version", "products", "embeddings") if k not in manifest]
     if missing:
         raise BundleError(f"bundle {uri}: {BUNDLE_FILE} lacks key(s) {missing}")
+    model_version = manifest["model_version"]
+    if not isinstance(model_version, str) or not model_version:
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} has model_version "
+                          f"{model_version!r}; expected a non-empty string")
+    products = manifest["products"]
+    if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} has products {products!r}; "
+                          "expected a list of product names")
+    embeddings = manifest["embeddings"]
+    if not isinstance(embeddings, list) or not set(embeddings) <= set(EMBEDDING_DIRS):
+        raise BundleError(f"bundle {uri}: {BUNDLE_FILE} has embeddings {embeddings!r}; "
+                          f"expected a list of folder names among {list(EMBEDDING_DIRS)}")
     return manifest
 
 
@@ -352,7 +372,8 @@ def _product_folders(uri: str) -> list[str]:
 
 
 def _load_product(
-    uri: str, name: str, embeddings: Mapping[str, ItemEmbeddings], item_ids: set[str]
+    uri: str, name: str, embeddings: Mapping[str, ItemEmbeddings], item_ids: set[str],
+    model_version: str,
 ) -> tuple[ProductModel, dict]:
     folder = storage.join(uri, PRODUCTS_DIR, name)
     part = f"product {name!r}"
@@ -372,4 +393,53 @@ def _load_product(
                           f"bundle's embeddings, first {unknown[0]!r}")
     card = _load_part(uri, f"{part} {MODEL_CARD_FILE}", lambda: storage.read_json(
         storage.join(folder, MODEL_CARD_FILE)))
+    problem = model_card_problem(card, name, model_version)
+    if problem:
+        raise BundleError(f"bundle {uri}: {PRODUCTS_DIR}/{name}/{MODEL_CARD_FILE} {problem}; "
+                          "export the bundle again")
     return model, card
+
+
+def _checked_histories(uri: str, histories: pd.DataFrame, item_ids: set[str]) -> pd.DataFrame:
+    """Return the history rows sorted by user and then time, as the exporter writes them.
+
+    A file written in another order is sorted here, with a warning, because
+    ``Bundle`` reads each user's history as one contiguous span of rows.
+
+    Raises:
+        BundleError: if ``user_id`` or ``item_id`` is missing.
+    """
+    missing = [c for c in ("user_id", "item_id") if c not in histories.columns]
+    if missing:
+        raise BundleError(f"bundle {uri}: {HISTORIES_FILE} lacks column(s) {missing}; it "
+                          f"has {list(histories.columns)}, so export the bundle again")
+    histories = histories.astype({"user_id": str, "item_id": str})
+    if not _sorted_by_user_and_time(histories):
+        logger.warning("bundle %s: %s is not sorted by user_id and timestamp; sorting "
+                       "%d rows at load", uri, HISTORIES_FILE, len(histories))
+        order = ["user_id", "timestamp"] if "timestamp" in histories else ["user_id"]
+        histories = histories.sort_values(order, kind="stable").reset_index(drop=True)
+    unknown = int((~histories["item_id"].isin(item_ids)).sum())
+    if unknown:
+        logger.warning("bundle %s: %d %s rows name items without an embedding; requests "
+                       "ignore them and report them in unknown_items", uri, unknown,
+                       HISTORIES_FILE)
+    return histories
+
+
+def _sorted_by_user_and_time(histories: pd.DataFrame) -> bool:
+    users = histories["user_id"].to_numpy()
+    if len(users) < 2:
+        return True
+    if (users[1:] < users[:-1]).any():
+        return False
+    if "timestamp" not in histories:
+        return True
+    same_user = users[1:] == users[:-1]
+    times = histories["timestamp"].reset_index(drop=True)
+    missing = times.isna().to_numpy()
+    # Comparisons with a missing time are false, and the exporter sorts
+    # missing times last within a user, as pandas does.
+    earlier = (times.iloc[1:].to_numpy() < times.iloc[:-1].to_numpy())
+    backwards = earlier | (missing[:-1] & ~missing[1:])
+    return not (backwards & same_user).any()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import struct
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -41,6 +43,11 @@ HISTORY_DIR = "history"
 
 # Users encoded per user tower call in user_vectors.
 USER_BATCH_SIZE = 4096
+
+# Exceptions that torch.load (torch 2.x, weights_only=True) raises on a
+# truncated or corrupt file: a cut zip archive, an empty file, stray bytes or text.
+TORCH_READ_ERRORS = (RuntimeError, EOFError, KeyError, ValueError, struct.error,
+                     pickle.UnpicklingError)
 
 
 class ProductModel:
@@ -218,9 +225,9 @@ class ProductModel:
                 f"but the settings give dim {settings.output_dim}"
             )
         user_tower = UserTower(**config["user_tower"])
+        state = _read_state_dict(storage.join(uri, USER_TOWER_FILE))
         try:
-            user_tower.load_state_dict(
-                storage.read_torch(storage.join(uri, USER_TOWER_FILE)))
+            user_tower.load_state_dict(state)
         except RuntimeError as error:
             raise ValueError(
                 f"product model at {uri}: {USER_TOWER_FILE} does not match the user "
@@ -239,3 +246,22 @@ class ProductModel:
             config=settings,
             metrics=storage.read_json(storage.join(uri, METRICS_FILE)),
         )
+
+
+def _read_state_dict(uri: str) -> Mapping[str, Any]:
+    try:
+        state = storage.read_torch(uri)
+    except TORCH_READ_ERRORS as error:
+        # torch's messages can run over many lines; the first one names the fault.
+        detail = (str(error).strip().splitlines() or [""])[0]
+        kind = type(error).__qualname__
+        if type(error).__module__ != "builtins":
+            kind = f"{type(error).__module__}.{kind}"
+        raise ValueError(
+            f"{uri} is not a readable torch state dict, so it may be truncated or "
+            f"corrupt ({kind}: {detail}); save the model again"
+        ) from error
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{uri} contains a {type(state).__name__}, not a state dict; "
+                         "save the model again")
+    return state
