@@ -162,9 +162,24 @@ def test_gate_fails_cards_of_other_data(card_bundle):
                                               data={"dataset": "lastfm-2k", "users": 120}))
     result = evaluate_gate(candidate, deployed, DeployConfig())
     assert not result.passed
-    assert "metrics are not comparable: data {'dataset': 'lastfm-2k'" in result.reasons[0]
+    assert "data.dataset 'lastfm-2k' vs deployed 'movielens-1m'" in result.reasons[0]
     narrowed = DeployConfig(gate_require_equal=("product", "metrics.eval_k"))
     assert evaluate_gate(candidate, deployed, narrowed).passed
+
+
+def test_gate_compares_newer_data_of_same_split(card_bundle):
+    split = {"settings": {"protocol": "temporal", "seed": 0}}
+    deployed = read_bundle_cards(card_bundle(
+        "v1", {"movie": 0.10}, data={"dataset": "movielens-1m", "users": 6040,
+                                     "split": split}))
+    candidate = read_bundle_cards(card_bundle(
+        "v2", {"movie": 0.11}, data={"dataset": "movielens-1m", "users": 6100,
+                                     "split": split}))
+    assert evaluate_gate(candidate, deployed, DeployConfig()).passed
+    same_snapshot = DeployConfig(gate_require_equal=("product", "data"))
+    result = evaluate_gate(candidate, deployed, same_snapshot)
+    assert not result.passed
+    assert "metrics are not comparable: data" in result.reasons[0]
 
 
 def test_gate_fails_cards_without_data(card_bundle):

@@ -45,10 +45,10 @@ class DeployConfig:
             must be finite.
         gate_require_equal: dotted model card paths that must be present
             and equal in both cards for their metrics to be comparable. The
-            default requires the same product, item types, K and ``data``
-            snapshot (dataset, counts and split), so a model trained on
-            newer data fails the gate until it is forced or this list is
-            narrowed.
+            default requires the same product, item types, K, dataset and
+            split settings, so a scheduled run on newer data of the same
+            dataset is compared; add ``data`` to require the same snapshot
+            (row counts too).
         allow_missing_baseline: when the deployed card of a product has no
             numeric ``gate_metric``, compare the candidate with
             ``gate_min_value`` alone instead of failing the gate.
@@ -85,7 +85,8 @@ class DeployConfig:
     gate_metric: str = "metrics.best_valid_recall"
     gate_tolerance: float = 0.0
     gate_min_value: float = 0.0
-    gate_require_equal: tuple[str, ...] = ("product", "item_types", "metrics.eval_k", "data")
+    gate_require_equal: tuple[str, ...] = (
+        "product", "item_types", "metrics.eval_k", "data.dataset", "data.split.settings")
     allow_missing_baseline: bool = False
     bundle_root: str | None = None
     force: bool = False
