@@ -121,6 +121,9 @@ INF = float("inf")
         ({"num_neighbors": None}, "num_neighbors=None must be a list of integers"),
         ({"inference_num_neighbors": [5, "all"]}, "contains 'all'"),
         ({"use_gpu": "false"}, "use_gpu='false' must be true or false"),
+        ({"run_name": "a/b"}, "run_name='a/b' must be a non-empty folder name"),
+        ({"run_name": ""}, "run_name='' must be a non-empty folder name"),
+        ({"resume_run": True}, "resume_run=true needs run_name"),
     ],
 )
 def test_invalid_type_or_nan_raises(values, message):
@@ -162,3 +165,9 @@ def test_cluster_integral_floats_become_ints():
         ClusterConfig(ttl_seconds_after_finished=60.0).ttl_seconds_after_finished, int
     )
     assert ClusterConfig(timeout_s=30).timeout_s == 30
+
+
+def test_resume_run_with_run_name_is_valid():
+    config = HGNNConfig.from_dict({"run_name": "weekly", "resume_run": True})
+    assert config.resume_run is True
+    assert config.non_defaults() == {"run_name": "weekly", "resume_run": True}

@@ -265,7 +265,14 @@ class HGNNConfig:
         keep_checkpoints: checkpoints kept in storage, newest first.
         storage_path: Ray Train storage (local path or ``gs://``); ``None``
             uses ``<out_uri>/ray``.
-        run_name: Ray Train run name; ``None`` generates one per call.
+        run_name: Ray Train run name, the run's folder under
+            ``storage_path``; ``None`` generates a unique one per call. A
+            named run whose folder exists already raises, unless
+            ``resume_run`` is set.
+        resume_run: continue the Ray Train run ``run_name`` from the latest
+            checkpoint in its folder, for example after the driver died.
+            Ray Train restores that checkpoint whatever graph or settings it
+            came from.
         launcher: ``local`` (Ray Train from this process), ``rayjob``
             (submit a KubeRay ``RayJob``) or ``job-submission`` (submit to a
             running RayCluster through ``JobSubmissionClient``).
@@ -310,6 +317,7 @@ class HGNNConfig:
     keep_checkpoints: int = 2
     storage_path: str | None = None
     run_name: str | None = None
+    resume_run: bool = False
     launcher: str = "local"
     ray_address: str | None = None
     ray_temp_dir: str | None = None
@@ -388,8 +396,23 @@ class HGNNConfig:
             "in_batch_negatives",
             "balanced_sampling",
             "use_gpu",
+            "resume_run",
         ):
             _require_bool(section, name, getattr(self, name))
+        if self.run_name is not None and (
+            not isinstance(self.run_name, str)
+            or not self.run_name
+            or "/" in self.run_name
+        ):
+            raise ValueError(
+                f"HGNN setting run_name={self.run_name!r} must be a non-empty folder "
+                "name without '/', or null for a generated one"
+            )
+        if self.resume_run and self.run_name is None:
+            raise ValueError(
+                "HGNN setting resume_run=true needs run_name, the Ray Train run to "
+                "continue under storage_path"
+            )
         if self.early_stopping_metric not in EARLY_STOPPING_METRICS:
             raise ValueError(
                 f"HGNN setting early_stopping_metric={self.early_stopping_metric!r} "

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from gfm import storage
@@ -74,6 +76,8 @@ def train_hgnn(
     Raises:
         ValueError: if the graph lacks what training needs, or a remote
             launcher is given local paths.
+        FileExistsError: if ``config.run_name`` names an existing run
+            folder and ``config.resume_run`` is false.
     """
     if config.launcher == "local":
         return _train_with_ray(graph_uri, out_uri, config, resume_from)
@@ -87,13 +91,14 @@ def _train_with_ray(
     graph_uri: str, out_uri: str, config: HGNNConfig, resume_from: str | None
 ) -> HGNNResult:
     from gfm.graph import load_graph
-    from gfm.hgnn.distributed import ray_cluster, run_ray_training
+    from gfm.hgnn.distributed import check_run_folder, ray_cluster, run_ray_training
 
     started = time.perf_counter()
     data = load_graph(graph_uri).data
     check_graph(data)
     storage_path = config.storage_path or storage.join(out_uri, "ray")
-    run_name = config.run_name or time.strftime("hgnn-%Y%m%d-%H%M%S", time.gmtime())
+    run_name = config.run_name or default_run_name()
+    check_run_folder(storage_path, run_name, resume_run=config.resume_run)
     logger.info(
         "training the HGNN on %s into %s (run %s, warm start %s)",
         graph_uri,
@@ -141,6 +146,16 @@ def _train_with_ray(
     return HGNNResult(
         embeddings=embeddings, metrics=metrics, checkpoint_uri=run.checkpoint_uri
     )
+
+
+def default_run_name() -> str:
+    """Return a new Ray Train run name, unique per call.
+
+    The UTC time to the microsecond and 6 random hex digits keep two runs
+    that start in the same second under one ``storage_path`` apart.
+    """
+    now = datetime.now(UTC)
+    return f"hgnn-{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(3)}"
 
 
 def _model_edge_types(data) -> list:
