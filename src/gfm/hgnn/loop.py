@@ -21,13 +21,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch_geometric.data import HeteroData
+from torch_geometric.typing import EdgeType
 
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
 from gfm.hgnn.metrics import link_metrics
 from gfm.hgnn.model import HeteroGraphSAGE, build_model, count_parameters
 from gfm.hgnn.objective import batch_loss
-from gfm.hgnn.sampling import build_neighbor_sampler, draw_epoch_edges, epoch_batches
+from gfm.hgnn.sampling import (
+    build_neighbor_sampler,
+    check_epoch_has_pairs,
+    draw_epoch_edges,
+    epoch_batches,
+    min_relation_cap,
+    relation_cap,
+    relations_below_cap_floor,
+)
 from gfm.hgnn.split import LinkSplit, relation_name, split_edges
 from gfm.logging_setup import progress_enabled
 
@@ -123,6 +132,49 @@ def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
     return counts
 
 
+def _split_for_training(
+    data: HeteroData, config: HGNNConfig, *, world_size: int | None, warn: bool
+) -> LinkSplit:
+    # Split the graph and check that every worker trains each epoch.
+    world_size = world_size or config.num_workers
+    split = split_edges(data, config.valid_fraction, config.seed)
+    sizes = {r: int(p.shape[1]) for r, p in split.train_pairs.items()}
+    check_epoch_has_pairs(
+        sizes,
+        balanced=config.balanced_sampling,
+        edges_per_relation=config.edges_per_relation,
+        batch_size=config.batch_size,
+        world_size=world_size,
+    )
+    if warn:
+        _warn_about_split(split, sizes, config, world_size)
+    return split
+
+
+def _warn_about_split(
+    split: LinkSplit,
+    sizes: dict[EdgeType, int],
+    config: HGNNConfig,
+    world_size: int,
+) -> None:
+    balanced, limit = config.balanced_sampling, config.edges_per_relation
+    floor = min_relation_cap(config.batch_size, world_size)
+    small = relations_below_cap_floor(sizes, balanced, limit, floor)
+    if small:
+        logger.warning(
+            "relations %s have fewer training pairs than one batch per worker "
+            "(batch_size %d x %d workers = %d), so none of them sets the balancing "
+            "cap: the cap is %d pairs per relation instead of %d, and each of them "
+            "trains on all its pairs every epoch",
+            {relation_name(r): n for r, n in small.items()},
+            config.batch_size,
+            world_size,
+            floor,
+            relation_cap(sizes, balanced, limit, floor),
+            relation_cap(sizes, balanced, limit),
+        )
+
+
 def _all_reduce_sum(values: list[float], hooks: LoopHooks) -> list[float]:
     if hooks.world_size == 1:
         return values
@@ -156,6 +208,7 @@ def _run_epoch(
         edges_per_relation=config.edges_per_relation,
         rank=hooks.rank,
         world_size=hooks.world_size,
+        min_cap=min_relation_cap(config.batch_size, hooks.world_size),
     )
     # Neighbour and negative draws use the global generator: seed it per
     # epoch and worker so a restarted attempt repeats the same epoch.
@@ -267,10 +320,16 @@ def train_loop(
     Returns:
         The state after the last epoch; ``best_model_state`` contains the
         weights at the best validation score (on rank 0).
+
+    Raises:
+        ValueError: if the graph has no edges to train on, or an epoch would
+            give a worker no training pair.
     """
     hooks = hooks or LoopHooks()
     started = time.perf_counter()
-    split = split_edges(data, config.valid_fraction, config.seed)
+    split = _split_for_training(
+        data, config, world_size=hooks.world_size, warn=hooks.rank == 0
+    )
     graph = split.message_graph
     network = build_model(
         graph.node_types,
