@@ -5,8 +5,11 @@ from __future__ import annotations
 import torch
 from torch_geometric.data import HeteroData
 
-from gfm.hgnn.inference import embed_graph, subsample_in_edges
+import gfm.hgnn.inference
+from gfm.hgnn.inference import embed_graph, layer_fanouts, subsample_in_edges
 from gfm.hgnn.model import HeteroGraphSAGE
+from gfm.hgnn.sampling import build_neighbor_sampler, draw_epoch_edges, epoch_batches
+from gfm.hgnn.split import split_edges
 
 
 def make_graph(seed: int = 0) -> HeteroData:
@@ -118,3 +121,52 @@ def test_subsample_caps_in_degree():
         edge_index, num_dst=3, fanout=-1, generator=generator
     )
     assert everything.shape[1] == 30
+
+
+def test_layer_fanouts_reverse_pyg_order():
+    assert layer_fanouts([10, 5]) == [5, 10]
+    assert layer_fanouts([7]) == [7]
+
+
+def test_fanout_order_matches_training(monkeypatch):
+    # PyG's NeighborLoader gives the seed nodes num_neighbors[0] neighbours,
+    # and the seeds are what the last layer computes. embed_graph must give
+    # the last layer the same fan-out.
+    data = make_graph()
+    del data["album"]
+    fanouts = [3, 1]
+    split = split_edges(data, 0.1, seed=0)
+    graph = split.message_graph
+    draw = draw_epoch_edges(
+        split.train_pairs, epoch=0, seed=0, balanced=False, edges_per_relation=None
+    )
+    relation = ("artist", "co", "artist")
+    batches = epoch_batches(
+        graph,
+        build_neighbor_sampler(graph, fanouts),
+        draw,
+        batch_size=64,
+        num_neighbors=fanouts,
+        num_negatives=1,
+        epoch=0,
+        seed=0,
+    )
+    batch = next(b for r, b in batches if r == relation)
+    seeds = batch["artist"].src_index
+    in_degree = torch.bincount(
+        batch[relation].edge_index[1], minlength=batch["artist"].num_nodes
+    )
+    assert int(in_degree[seeds].max()) == fanouts[0]
+
+    kept_in_degree: list[int] = []
+
+    def spy(edge_index, num_dst, fanout, generator):
+        kept = subsample_in_edges(edge_index, num_dst, fanout, generator)
+        kept_in_degree.append(int(torch.bincount(kept[1]).max()))
+        return kept
+
+    monkeypatch.setattr(gfm.hgnn.inference, "subsample_in_edges", spy)
+    embed_graph(make_model(data).eval(), graph, fanouts=fanouts)
+    per_layer = len(graph.edge_types)
+    assert max(kept_in_degree[:per_layer]) == fanouts[1]
+    assert max(kept_in_degree[per_layer:]) == fanouts[0]

@@ -224,10 +224,13 @@ class HGNNConfig:
         out_dim: dimension of the output item embeddings.
         num_layers: number of heterogeneous GraphSAGE layers.
         num_neighbors: neighbours sampled per relation and per node at each
-            layer during training, outermost layer first; ``-1`` takes all.
-        inference_num_neighbors: the same for inference and validation.
-            ``None`` uses every edge at every layer, which scored better on
-            MovieLens-1M than the training fan-outs (docs/hgnn.md).
+            hop during training, in PyG's ``NeighborLoader`` order:
+            ``num_neighbors[0]`` is the fan-out of the seed nodes, which the
+            last (output) layer aggregates, and ``num_neighbors[-1]`` the
+            fan-out of the hop farthest from them, which the first layer
+            aggregates. ``-1`` takes all.
+        inference_num_neighbors: the same, in the same order, for inference
+            and validation. ``None`` uses every edge at every layer.
         project: apply a linear layer and ReLU to each neighbour before the
             max-pool (GraphSAGE's pooling aggregator). Off by default: on
             MovieLens-1M the plain max scored higher (docs/hgnn.md).
