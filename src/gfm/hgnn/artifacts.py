@@ -21,7 +21,7 @@ from gfm import storage
 from gfm.embeddings import ItemEmbeddings
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
-from gfm.hgnn.model import HeteroGraphSAGE
+from gfm.hgnn.model import HeteroGraphSAGE, upgrade_state_dict
 from gfm.hgnn.split import full_message_graph
 
 logger = logging.getLogger(__name__)
@@ -119,12 +119,16 @@ def save_model(model: HGNNModel, uri: str | os.PathLike) -> None:
 def load_model(uri: str | os.PathLike) -> HGNNModel:
     """Read a model folder written by :func:`save_model`.
 
+    A ``model.pt`` saved with per-relation biases is converted on load
+    (:func:`~gfm.hgnn.model.upgrade_state_dict`).
+
     Raises:
         FileNotFoundError: if ``model.pt`` or ``config.json`` is missing.
     """
     meta = storage.read_json(storage.join(uri, MODEL_CONFIG_FILE))
     network = HeteroGraphSAGE.from_hparams(meta["network"])
-    network.load_state_dict(storage.read_torch(storage.join(uri, MODEL_FILE)))
+    weights = storage.read_torch(storage.join(uri, MODEL_FILE))
+    network.load_state_dict(upgrade_state_dict(weights))
     network.eval()
     return HGNNModel(
         network=network,

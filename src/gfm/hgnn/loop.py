@@ -26,7 +26,12 @@ from torch_geometric.typing import EdgeType
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
 from gfm.hgnn.metrics import link_metrics
-from gfm.hgnn.model import HeteroGraphSAGE, build_model, count_parameters
+from gfm.hgnn.model import (
+    HeteroGraphSAGE,
+    build_model,
+    count_parameters,
+    upgrade_state_dict,
+)
 from gfm.hgnn.objective import batch_loss
 from gfm.hgnn.sampling import (
     build_neighbor_sampler,
@@ -118,8 +123,11 @@ def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
     """Copy matching weights into ``network`` and count what was not copied.
 
     A parameter is copied when the previous run has one of the same name and
-    shape; new relations or item types start from fresh weights.
+    shape; new relations or item types start from fresh weights. Weights
+    saved with a per-relation bias are converted first
+    (:func:`~gfm.hgnn.model.upgrade_state_dict`).
     """
+    weights = upgrade_state_dict(weights)
     own = network.state_dict()
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     network.load_state_dict(matched, strict=False)
