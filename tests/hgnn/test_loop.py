@@ -150,3 +150,26 @@ def test_epoch_without_steps_raises():
     hooks = LoopHooks(rank=0, world_size=2)
     with pytest.raises(ValueError, match="no optimizer step would run"):
         train_loop(symmetric_graph(), config, hooks=hooks)
+
+
+def graph_without_validation_pairs() -> HeteroData:
+    # 4 pairs per relation: round(4 * 0.1) = 0 are held out.
+    data = HeteroData()
+    data["movie"].x = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    pairs = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    data["movie", "co", "movie"].edge_index = torch.cat([pairs, pairs.flip(0)], 1)
+    return data
+
+
+def test_no_validation_keeps_last_weights(one_thread, caplog):
+    config = HGNNConfig.from_dict(dict(TINY, max_epochs=3, patience=1))
+    with caplog.at_level(logging.WARNING, logger="gfm.hgnn"):
+        state = train_loop(graph_without_validation_pairs(), config)
+    assert state.epoch == 3
+    assert not state.stopped_early
+    assert state.best_epoch == 3
+    assert all(math.isnan(h["val_auc"]) for h in state.history)
+    for name, value in state.model_state.items():
+        assert torch.equal(state.best_model_state[name], value), name
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no relation has validation pairs" in m for m in messages)

@@ -181,6 +181,19 @@ def _warn_about_split(
             relation_cap(sizes, balanced, limit, floor),
             relation_cap(sizes, balanced, limit),
         )
+    if not has_validation_pairs(split):
+        logger.warning(
+            "no relation has validation pairs (valid_fraction=%s of %s pairs rounds "
+            "to 0), so val_auc and val_hr are NaN, early stopping is off and the "
+            "output uses the last epoch's weights; raise valid_fraction or add edges",
+            config.valid_fraction,
+            {relation_name(r): n for r, n in sizes.items()},
+        )
+
+
+def has_validation_pairs(split: LinkSplit) -> bool:
+    """Return whether any relation of ``split`` has a validation pair."""
+    return any(p.shape[1] > 0 for p in split.valid_pairs.values())
 
 
 def _all_reduce_sum(values: list[float], hooks: LoopHooks) -> list[float]:
@@ -302,8 +315,7 @@ def _validate(
 
 
 def _improved(score: float, best: float) -> bool:
-    # A NaN score (no validation pairs) never improves, so the first
-    # epoch's weights are kept as the best and patience decides the end.
+    # A NaN score never improves on the best one.
     return not math.isnan(score) and score > best
 
 
@@ -327,7 +339,9 @@ def train_loop(
 
     Returns:
         The state after the last epoch; ``best_model_state`` contains the
-        weights at the best validation score (on rank 0).
+        weights at the best validation score (on rank 0). Without
+        validation pairs there is no score, so it contains the last epoch's
+        weights and patience never runs out.
 
     Raises:
         ValueError: if the graph has no edges to train on, or an epoch would
@@ -338,6 +352,7 @@ def train_loop(
     split = _split_for_training(
         data, config, world_size=hooks.world_size, warn=hooks.rank == 0
     )
+    validated = has_validation_pairs(split)
     graph = split.message_graph
     network = build_model(
         graph.node_types,
@@ -390,7 +405,12 @@ def train_loop(
         (score,) = _broadcast([score], hooks)
 
         state.epoch = epoch + 1
-        if _improved(score, state.best_score) or state.best_epoch == 0:
+        # Without validation pairs every score is NaN and no epoch can be
+        # preferred, so the newest weights count as the best.
+        is_best = (
+            not validated or _improved(score, state.best_score) or state.best_epoch == 0
+        )
+        if is_best:
             state.best_score = score
             state.best_epoch = epoch + 1
             state.epochs_without_improvement = 0

@@ -43,7 +43,8 @@ class HGNNResult:
 
     Args:
         embeddings: HGNN embeddings of every catalog item.
-        metrics: the content of ``metrics.json``.
+        metrics: the content of ``metrics.json``, with ``None`` for NaN and
+            infinite values.
         checkpoint_uri: the last Ray Train checkpoint, to resume or
             warm-start from.
     """
@@ -141,7 +142,8 @@ def _train_with_ray(
         "run_uri": run.run_uri,
         "graph": model.graph_info,
     }
-    storage.write_json(storage.join(out_uri, METRICS_FILE), _finite(metrics))
+    metrics = _finite(metrics)
+    storage.write_json(storage.join(out_uri, METRICS_FILE), metrics)
     logger.info("wrote the HGNN outputs to %s", out_uri)
     return HGNNResult(
         embeddings=embeddings, metrics=metrics, checkpoint_uri=run.checkpoint_uri
