@@ -82,3 +82,12 @@ def test_graph_without_edges_raises():
     data["movie"].x = torch.randn(3, 2)
     with pytest.raises(ValueError, match="no edge types"):
         split_edges(data, 0.1, 0)
+
+
+def test_float_edge_index_raises():
+    data = symmetric_graph()
+    data["movie", "co", "movie"].edge_index = (
+        data["movie", "co", "movie"].edge_index.float() + 0.5
+    )
+    with pytest.raises(ValueError, match="must be integers"):
+        split_edges(data, 0.1, seed=0)

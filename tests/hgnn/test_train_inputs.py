@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from torch_geometric.data import HeteroData
 
 from gfm import storage
@@ -35,6 +36,43 @@ def save_graph(data: HeteroData, folder: Path) -> str:
     storage.write_torch(folder / "graph.pt", data)
     storage.write_json(folder / "stats.json", {})
     return str(folder)
+
+
+def test_graph_without_edges_raises(tmp_path):
+    data = HeteroData()
+    data["movie"].x = torch.randn(5, 4)
+    graph = save_graph(data, tmp_path / "graph")
+    config = HGNNConfig.from_dict(SMALL)
+    with pytest.raises(ValueError, match="the graph has no edge types"):
+        train_hgnn(graph, str(tmp_path / "out"), config)
+
+
+def test_float_edge_index_raises(tmp_path):
+    data = symmetric_graph()
+    edge_index = data["movie", "co", "tag"].edge_index
+    data["movie", "co", "tag"].edge_index = edge_index.float()
+    graph = save_graph(data, tmp_path / "graph")
+    with pytest.raises(ValueError, match="node indices must be integers"):
+        train_hgnn(graph, str(tmp_path / "out"), HGNNConfig.from_dict(SMALL))
+
+
+def test_epoch_without_steps_raises(tmp_path):
+    graph = save_graph(symmetric_graph(), tmp_path / "graph")
+    config = HGNNConfig.from_dict(dict(SMALL, num_workers=2, edges_per_relation=1))
+    with pytest.raises(ValueError, match="each of the 2 workers no training pairs"):
+        train_hgnn(graph, str(tmp_path / "out"), config)
+
+
+def test_missing_warm_start_raises(tmp_path):
+    graph = save_graph(symmetric_graph(), tmp_path / "graph")
+    missing = str(tmp_path / "no-such-run")
+    with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+        train_hgnn(
+            graph,
+            str(tmp_path / "out"),
+            HGNNConfig.from_dict(SMALL),
+            resume_from=missing,
+        )
 
 
 def test_existing_run_folder_raises(tmp_path):

@@ -23,6 +23,7 @@ from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.typing import EdgeType
 
+from gfm.hgnn.artifacts import check_graph
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
 from gfm.hgnn.metrics import link_metrics
@@ -140,10 +141,44 @@ def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
     return counts
 
 
+def check_training_data(
+    data: HeteroData,
+    config: HGNNConfig,
+    *,
+    world_size: int | None = None,
+    warn: bool = True,
+) -> LinkSplit:
+    """Split ``data`` for training and check that every epoch trains.
+
+    The driver calls this before it starts Ray, so that a bad graph fails
+    once with a clear error instead of on every worker and every retry.
+    :func:`train_loop` repeats the split and its checks on each worker,
+    without the field checks of :func:`~gfm.hgnn.artifacts.check_graph`.
+
+    Args:
+        data: the co-interaction graph.
+        config: training settings.
+        world_size: workers sharing an epoch; ``None`` uses
+            ``config.num_workers``.
+        warn: log warnings about small relations and missing validation
+            pairs.
+
+    Returns:
+        The edge split.
+
+    Raises:
+        ValueError: if the graph misses fields or has no edges to train on,
+            or if an epoch would give a worker no training pair.
+    """
+    check_graph(data)
+    return _split_for_training(data, config, world_size=world_size, warn=warn)
+
+
 def _split_for_training(
     data: HeteroData, config: HGNNConfig, *, world_size: int | None, warn: bool
 ) -> LinkSplit:
-    # Split the graph and check that every worker trains each epoch.
+    # The checks of check_training_data that need no item_ids, which the
+    # loop repeats on each worker.
     world_size = world_size or config.num_workers
     split = split_edges(data, config.valid_fraction, config.seed)
     sizes = {r: int(p.shape[1]) for r, p in split.train_pairs.items()}

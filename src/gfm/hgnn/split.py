@@ -50,9 +50,18 @@ def undirected_pairs(data: HeteroData, relation: EdgeType) -> tuple[Tensor, Coun
 
     Pairs of a same-type relation keep ``src < dst``; self-loops and
     duplicate pairs are dropped and counted by reason.
+
+    Raises:
+        ValueError: if ``edge_index`` holds floats.
     """
     src_type, _, dst_type = relation
-    edge_index = data[relation].edge_index.long()
+    edge_index = data[relation].edge_index
+    if torch.is_floating_point(edge_index):
+        raise ValueError(
+            f"edge type {relation} has edge_index of dtype {edge_index.dtype}; node "
+            "indices must be integers (torch.long), not truncated floats"
+        )
+    edge_index = edge_index.long()
     dropped: Counter = Counter()
     if src_type == dst_type:
         loops = edge_index[0] == edge_index[1]

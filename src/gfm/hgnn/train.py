@@ -21,8 +21,8 @@ from gfm import storage
 from gfm.embeddings import ItemEmbeddings
 from gfm.hgnn.artifacts import (
     HGNNModel,
-    check_graph,
     embed_items,
+    find_warm_start,
     graph_info,
     save_model,
 )
@@ -75,8 +75,9 @@ def train_hgnn(
         The embeddings, metrics and last checkpoint.
 
     Raises:
-        ValueError: if the graph lacks what training needs, or a remote
-            launcher is given local paths.
+        ValueError: if the graph lacks what training needs, an epoch would
+            train nothing, or a remote launcher is given local paths.
+        FileNotFoundError: if ``resume_from`` contains no weights file.
         FileExistsError: if ``config.run_name`` names an existing run
             folder and ``config.resume_run`` is false.
     """
@@ -93,10 +94,15 @@ def _train_with_ray(
 ) -> HGNNResult:
     from gfm.graph import load_graph
     from gfm.hgnn.distributed import check_run_folder, ray_cluster, run_ray_training
+    from gfm.hgnn.loop import check_training_data
 
     started = time.perf_counter()
+    # Check the inputs before Ray starts, because inside the workers an error
+    # would only surface after max_failures restarts of the worker group.
     data = load_graph(graph_uri).data
-    check_graph(data)
+    check_training_data(data, config, warn=False)
+    if resume_from:
+        find_warm_start(resume_from)
     storage_path = config.storage_path or storage.join(out_uri, "ray")
     run_name = config.run_name or default_run_name()
     check_run_folder(storage_path, run_name, resume_run=config.resume_run)
