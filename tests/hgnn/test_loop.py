@@ -11,7 +11,8 @@ from torch_geometric.data import HeteroData
 
 from gfm.graph import load_graph
 from gfm.hgnn import HGNNConfig
-from gfm.hgnn.loop import LoopHooks, TrainState, train_loop
+from gfm.hgnn.loop import LoopHooks, TrainState, load_warm_start, train_loop
+from gfm.hgnn.model import build_model
 
 from .test_split import symmetric_graph
 
@@ -173,3 +174,22 @@ def test_no_validation_keeps_last_weights(one_thread, caplog):
         assert torch.equal(state.best_model_state[name], value), name
     messages = [r.getMessage() for r in caplog.records]
     assert any("no relation has validation pairs" in m for m in messages)
+
+
+def test_warm_start_copying_little_warns(caplog):
+    data = symmetric_graph()
+    dims = {t: int(data[t].x.shape[1]) for t in data.node_types}
+    small = build_model(data.node_types, data.edge_types, dims, HGNNConfig(**TINY))
+    wide = build_model(
+        data.node_types,
+        data.edge_types,
+        dims,
+        HGNNConfig(**dict(TINY, hidden_dim=16)),
+    )
+    with caplog.at_level(logging.INFO, logger="gfm.hgnn"):
+        counts = load_warm_start(wide, small.state_dict())
+        same = load_warm_start(small, small.state_dict())
+    assert counts["copied"] < counts["new"]
+    assert same == {"copied": len(small.state_dict()), "new": 0, "unused": 0}
+    warm = [r for r in caplog.records if r.getMessage().startswith("warm start")]
+    assert [r.levelno for r in warm] == [logging.WARNING, logging.INFO]

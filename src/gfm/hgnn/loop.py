@@ -120,6 +120,11 @@ class LoopHooks:
     on_epoch_end: Callable[[dict, TrainState | None], None] = _no_report
 
 
+# A warm start that copies less than this share of the network's parameter
+# tensors mostly trains from scratch, which the log reports as a warning.
+WARM_START_MIN_SHARE = 0.5
+
+
 def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
     """Copy matching weights into ``network`` and count what was not copied.
 
@@ -137,7 +142,17 @@ def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
         "new": len(own) - len(matched),
         "unused": len(weights) - len(matched),
     }
-    logger.info("warm start: %s parameter tensors", counts)
+    if len(matched) < WARM_START_MIN_SHARE * len(own):
+        logger.warning(
+            "warm start copied only %d of %d parameter tensors (%s); the rest start "
+            "from fresh weights. Check that hidden_dim, out_dim, num_layers, project "
+            "and the item types match the run warm-started from",
+            len(matched),
+            len(own),
+            counts,
+        )
+    else:
+        logger.info("warm start: %s parameter tensors", counts)
     return counts
 
 
