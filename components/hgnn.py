@@ -27,8 +27,12 @@ def train_hgnn(
     ``warm_start_uri`` names a previous model, HGNN output or Ray checkpoint
     folder to start from (empty starts from scratch). ``metrics`` and the
     outputs' ``metadata`` get the best validation AUC and HR@K, the epochs
-    run and the item counts.
+    run and the item counts. ``metrics.json`` stores NaN and infinite
+    values as null, and ``metrics`` leaves them out, as happens to the
+    validation metrics of a graph without validation pairs.
     """
+    import logging
+    import math
     import shutil
     import tempfile
 
@@ -40,6 +44,7 @@ def train_hgnn(
     from gfm.logging_setup import configure_logging
 
     configure_logging()
+    logger = logging.getLogger("gfm.components.hgnn")
     hgnn_config = HGNNConfig.from_dict(decode_parameter(config))
     local = hgnn_config.launcher == "local"
     # A remote Ray cluster reads and writes the artifacts' gs:// URIs; a
@@ -63,6 +68,8 @@ def train_hgnn(
             # It goes to model.uri (gs:// under a GCS pipeline_root) rather
             # than the mounted model.path, so a remote Ray cluster can read it.
             result = keep_checkpoint(result, storage.join(model.uri, CHECKPOINT_DIR))
+        # train_hgnn has replaced NaN and infinity with None, which JSON
+        # writes as null.
         storage.write_json(storage.join(model_uri, "metrics.json"), result.metrics)
     finally:
         if scratch:
@@ -78,9 +85,19 @@ def train_hgnn(
         "train_seconds": summary["train_time_s"],
         "num_items": len(result.embeddings),
     }
+    skipped = []
     for name, value in counts.items():
-        if value is not None:
-            metrics.log_metric(name, value)
+        if value is None or not math.isfinite(value):
+            skipped.append(name)
+            continue
+        metrics.log_metric(name, value)
+    if skipped:
+        logger.warning(
+            "left %s out of the KFP Metrics artifact because they have no finite "
+            "value, as the validation metrics do when no relation has validation "
+            "pairs",
+            skipped,
+        )
     per_type = result.embeddings.metadata["items_per_type"]
     model.metadata.update(
         counts, hr_k=summary["hr_k"], checkpoint_uri=result.checkpoint_uri

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from kfp import dsl
+from torch_geometric.data import HeteroData
 
 from gfm import storage
 from gfm.components import encode_parameter
@@ -99,3 +102,41 @@ def test_component_rejects_unknown_setting(tmp_path, movielens_graph):
     artifacts = _artifacts(movielens_graph, tmp_path)
     with pytest.raises(ValueError, match="unknown HGNN settings \\['epochs'\\]"):
         train_hgnn.python_func(**artifacts, config={"epochs": 3})
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"metrics.json contains {name}, which is not JSON")
+
+
+def _graph_without_validation_pairs(folder: Path) -> str:
+    # 4 pairs: round(4 * valid_fraction 0.1) = 0 are held out.
+    data = HeteroData()
+    data["movie"].x = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    data["movie"].item_ids = [f"movie:{i}" for i in range(12)]
+    pairs = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    data["movie", "co", "movie"].edge_index = torch.cat([pairs, pairs.flip(0)], 1)
+    storage.write_torch(folder / "graph.pt", data)
+    storage.write_json(folder / "stats.json", {})
+    return str(folder)
+
+
+def test_component_without_validation_pairs(ray_local, tmp_path):
+    graph = _graph_without_validation_pairs(tmp_path / "graph")
+    artifacts = _artifacts(graph, tmp_path)
+    config = dict(SMALL, max_epochs=3, patience=1, num_neighbors=[2, 2])
+    train_hgnn.python_func(**artifacts, config=encode_parameter(config))
+
+    text = (tmp_path / "model" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=_reject_constant)
+    summary = metrics["summary"]
+    assert summary["best_val_auc"] is None
+    assert summary["best_score"] is None
+    assert metrics["history"][0]["val_auc"] is None
+    # No validation signal: all epochs run and the last one's weights ship.
+    assert summary["epochs"] == 3
+    assert summary["best_epoch"] == 3
+    assert summary["stopped_early"] is False
+    logged = artifacts["metrics"].metadata
+    assert "best_val_auc" not in logged
+    assert "best_val_hr" not in logged
+    assert logged["epochs"] == 3

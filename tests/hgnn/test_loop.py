@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from gfm.graph import load_graph
 from gfm.hgnn import HGNNConfig
-from gfm.hgnn.loop import TrainState, train_loop
+from gfm.hgnn.loop import LoopHooks, TrainState, load_warm_start, train_loop
+from gfm.hgnn.model import build_model
 
 from .test_split import symmetric_graph
 
@@ -114,3 +117,79 @@ def test_progress_bar_follows_setting(monkeypatch, capsys, one_thread, enabled):
         assert f"/{steps}" in stderr
     else:
         assert stderr == ""
+
+
+TINY = {"hidden_dim": 8, "out_dim": 8, "num_neighbors": [2, 2], "batch_size": 16}
+
+
+def graph_with_one_pair_relation() -> HeteroData:
+    data = symmetric_graph()
+    data["movie", "co", "tag"].edge_index = torch.tensor([[0], [0]])
+    data["tag", "co", "movie"].edge_index = torch.tensor([[0], [0]])
+    return data
+
+
+def test_one_pair_relation_does_not_cap_others(one_thread, caplog):
+    config = HGNNConfig.from_dict(dict(TINY, max_epochs=1))
+    with caplog.at_level(logging.WARNING, logger="gfm.hgnn"):
+        state = train_loop(graph_with_one_pair_relation(), config)
+    first = state.history[0]
+    # The floor is one batch of 16 per worker; without it the cap would be 1.
+    assert first["train_pairs/movie__co__movie"] == 16
+    assert first["train_pairs/movie__co__tag"] == 1
+    assert first["steps_per_worker"] == 2
+    warnings = [r.getMessage() for r in caplog.records if "balancing cap" in r.message]
+    assert len(warnings) == 1
+    assert "'movie__co__tag': 1" in warnings[0]
+    assert "the cap is 16 pairs per relation instead of 1" in warnings[0]
+
+
+def test_epoch_without_steps_raises():
+    # One pair per relation and epoch cannot be shared by 2 workers. The check
+    # runs before the loop touches torch.distributed.
+    config = HGNNConfig.from_dict(dict(TINY, edges_per_relation=1))
+    hooks = LoopHooks(rank=0, world_size=2)
+    with pytest.raises(ValueError, match="no optimizer step would run"):
+        train_loop(symmetric_graph(), config, hooks=hooks)
+
+
+def graph_without_validation_pairs() -> HeteroData:
+    # 4 pairs per relation: round(4 * 0.1) = 0 are held out.
+    data = HeteroData()
+    data["movie"].x = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    pairs = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    data["movie", "co", "movie"].edge_index = torch.cat([pairs, pairs.flip(0)], 1)
+    return data
+
+
+def test_no_validation_keeps_last_weights(one_thread, caplog):
+    config = HGNNConfig.from_dict(dict(TINY, max_epochs=3, patience=1))
+    with caplog.at_level(logging.WARNING, logger="gfm.hgnn"):
+        state = train_loop(graph_without_validation_pairs(), config)
+    assert state.epoch == 3
+    assert not state.stopped_early
+    assert state.best_epoch == 3
+    assert all(math.isnan(h["val_auc"]) for h in state.history)
+    for name, value in state.model_state.items():
+        assert torch.equal(state.best_model_state[name], value), name
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no relation has validation pairs" in m for m in messages)
+
+
+def test_warm_start_copying_little_warns(caplog):
+    data = symmetric_graph()
+    dims = {t: int(data[t].x.shape[1]) for t in data.node_types}
+    small = build_model(data.node_types, data.edge_types, dims, HGNNConfig(**TINY))
+    wide = build_model(
+        data.node_types,
+        data.edge_types,
+        dims,
+        HGNNConfig(**dict(TINY, hidden_dim=16)),
+    )
+    with caplog.at_level(logging.INFO, logger="gfm.hgnn"):
+        counts = load_warm_start(wide, small.state_dict())
+        same = load_warm_start(small, small.state_dict())
+    assert counts["copied"] < counts["new"]
+    assert same == {"copied": len(small.state_dict()), "new": 0, "unused": 0}
+    warm = [r for r in caplog.records if r.getMessage().startswith("warm start")]
+    assert [r.levelno for r in warm] == [logging.WARNING, logging.INFO]

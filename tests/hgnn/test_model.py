@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import torch
 from torch_geometric.data import HeteroData
+from torch_geometric.nn.dense.linear import Linear
 
-from gfm.hgnn.inference import embed_graph, subsample_in_edges
-from gfm.hgnn.model import HeteroGraphSAGE
+import gfm.hgnn.inference
+from gfm.hgnn.inference import embed_graph, layer_fanouts, subsample_in_edges
+from gfm.hgnn.model import HeteroGraphSAGE, upgrade_state_dict
+from gfm.hgnn.sampling import build_neighbor_sampler, draw_epoch_edges, epoch_batches
+from gfm.hgnn.split import split_edges
 
 
 def make_graph(seed: int = 0) -> HeteroData:
@@ -118,3 +122,122 @@ def test_subsample_caps_in_degree():
         edge_index, num_dst=3, fanout=-1, generator=generator
     )
     assert everything.shape[1] == 30
+
+
+def randomize(model: HeteroGraphSAGE) -> HeteroGraphSAGE:
+    # Fresh Linear biases are small; trained ones are not.
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    return model.eval()
+
+
+def with_edgeless_artists(data: HeteroData, count: int = 5) -> HeteroData:
+    # Artists 40.. get features but no edges.
+    extra = torch.randn(count, 6, generator=torch.Generator().manual_seed(2))
+    data["artist"].x = torch.cat([data["artist"].x, extra])
+    return data
+
+
+def test_relation_convs_have_no_bias():
+    model = make_model(make_graph())
+    for layer in model.convs:
+        for conv in layer.convs.values():
+            assert conv.lin_l.bias is None
+    for roots in model.roots:
+        for root in roots.values():
+            assert root.bias is not None
+
+
+def test_edgeless_items_ignore_edge_types():
+    data = with_edgeless_artists(make_graph())
+    model = randomize(make_model(data))
+    bare = data.clone()
+    for edge_type in list(bare.edge_types):
+        del bare[edge_type]
+    partial = data.clone()
+    del partial["artist", "co", "tag"]
+    del partial["tag", "co", "artist"]
+
+    full_out = embed_graph(model, data, fanouts=[-1, -1])["artist"][40:]
+    bare_out = embed_graph(model, bare, fanouts=[-1, -1])["artist"][40:]
+    partial_out = embed_graph(model, partial, fanouts=[-1, -1])["artist"][40:]
+    assert torch.allclose(full_out, bare_out, atol=1e-6)
+    assert torch.allclose(full_out, partial_out, atol=1e-6)
+    forward_out = model(data.x_dict, data.edge_index_dict)["artist"][40:]
+    forward_bare = model(bare.x_dict, {})["artist"][40:]
+    assert torch.allclose(forward_out, full_out, atol=1e-5)
+    assert torch.allclose(forward_bare, full_out, atol=1e-5)
+
+
+def test_upgrade_keeps_old_outputs():
+    data = make_graph()
+    old = make_model(data)
+    # Earlier versions had a bias in every relation's SAGEConv.
+    for layer in old.convs:
+        for conv in layer.convs.values():
+            weight = conv.lin_l.weight
+            conv.lin_l = Linear(weight.shape[1], weight.shape[0], bias=True)
+    old = randomize(old)
+    weights = old.state_dict()
+    assert any(k.endswith("lin_l.bias") for k in weights)
+
+    new = make_model(data).eval()
+    upgraded = upgrade_state_dict(weights)
+    new.load_state_dict(upgraded)
+    assert not any(k.endswith("lin_l.bias") for k in upgraded)
+    expected = old(data.x_dict, data.edge_index_dict)
+    actual = new(data.x_dict, data.edge_index_dict)
+    for node_type, value in expected.items():
+        assert torch.allclose(actual[node_type], value, atol=1e-5), node_type
+    assert upgrade_state_dict(new.state_dict()).keys() == new.state_dict().keys()
+
+
+def test_layer_fanouts_reverse_pyg_order():
+    assert layer_fanouts([10, 5]) == [5, 10]
+    assert layer_fanouts([7]) == [7]
+
+
+def test_fanout_order_matches_training(monkeypatch):
+    # PyG's NeighborLoader gives the seed nodes num_neighbors[0] neighbours,
+    # and the seeds are what the last layer computes. embed_graph must give
+    # the last layer the same fan-out.
+    data = make_graph()
+    del data["album"]
+    fanouts = [3, 1]
+    split = split_edges(data, 0.1, seed=0)
+    graph = split.message_graph
+    draw = draw_epoch_edges(
+        split.train_pairs, epoch=0, seed=0, balanced=False, edges_per_relation=None
+    )
+    relation = ("artist", "co", "artist")
+    batches = epoch_batches(
+        graph,
+        build_neighbor_sampler(graph, fanouts),
+        draw,
+        batch_size=64,
+        num_neighbors=fanouts,
+        num_negatives=1,
+        epoch=0,
+        seed=0,
+    )
+    batch = next(b for r, b in batches if r == relation)
+    seeds = batch["artist"].src_index
+    in_degree = torch.bincount(
+        batch[relation].edge_index[1], minlength=batch["artist"].num_nodes
+    )
+    assert int(in_degree[seeds].max()) == fanouts[0]
+
+    kept_in_degree: list[int] = []
+
+    def spy(edge_index, num_dst, fanout, generator):
+        kept = subsample_in_edges(edge_index, num_dst, fanout, generator)
+        kept_in_degree.append(int(torch.bincount(kept[1]).max()))
+        return kept
+
+    monkeypatch.setattr(gfm.hgnn.inference, "subsample_in_edges", spy)
+    embed_graph(make_model(data).eval(), graph, fanouts=fanouts)
+    per_layer = len(graph.edge_types)
+    assert max(kept_in_degree[:per_layer]) == fanouts[1]
+    assert max(kept_in_degree[per_layer:]) == fanouts[0]

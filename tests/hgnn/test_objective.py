@@ -52,3 +52,16 @@ def test_in_batch_gradient_flows():
     assert float(loss.detach()) > 0.0
     assert src.grad is not None
     assert float(src.grad.abs().sum()) > 0.0
+
+
+def test_in_batch_skips_anchor_itself():
+    # Pairs (1, 2) and (2, 1) of a same-type relation: row 0's anchor is
+    # node 1, which is row 1's positive, so that column is no negative.
+    src = unit([1.0, 0.0], [0.0, 1.0])
+    pos = unit([0.0, 1.0], [1.0, 0.0])
+    dst_ids = torch.tensor([2, 1])
+    src_ids = torch.tensor([1, 2])
+    assert float(in_batch_hinge_loss(src, pos, dst_ids, 0.2, src_ids)) == 0.0
+    # Without the source ids the anchor's own score of 1 counts against it.
+    unmasked = float(in_batch_hinge_loss(src, pos, dst_ids, 0.2))
+    assert abs(unmasked - 1.2) < 1e-6

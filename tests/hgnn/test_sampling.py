@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gfm.hgnn.sampling import (
     build_neighbor_sampler,
+    check_epoch_has_pairs,
     draw_epoch_edges,
     epoch_batches,
     relation_cap,
+    relations_below_cap_floor,
 )
 from gfm.hgnn.split import split_edges
 
@@ -31,6 +34,66 @@ def test_cap_is_smallest_relation_or_setting():
     assert relation_cap(sizes, balanced=True, edges_per_relation=25) == 25
     assert relation_cap(sizes, balanced=True, edges_per_relation=100) == 40
     assert relation_cap(sizes, balanced=False, edges_per_relation=25) is None
+
+
+def test_cap_floor_ignores_tiny_relation():
+    sizes = {SMALL: 1, LARGE: 400}
+    # One batch of 64 per worker, 2 workers: the 1-pair relation cannot
+    # lower the cap below 128.
+    assert relation_cap(sizes, True, None, min_cap=128) == 128
+    assert relation_cap(sizes, True, 100, min_cap=128) == 100
+    assert relation_cap({SMALL: 200, LARGE: 400}, True, None, min_cap=128) == 200
+    assert relations_below_cap_floor(sizes, True, None, 128) == {SMALL: 1}
+    assert relations_below_cap_floor({SMALL: 200, LARGE: 400}, True, None, 128) == {}
+    assert relations_below_cap_floor(sizes, False, None, 128) == {}
+
+
+def test_tiny_relation_leaves_workers_pairs():
+    train = pairs_of({SMALL: 1, LARGE: 400})
+    shares = [
+        draw_epoch_edges(
+            train,
+            epoch=0,
+            seed=0,
+            balanced=True,
+            edges_per_relation=None,
+            rank=rank,
+            world_size=2,
+            min_cap=128,
+        )
+        for rank in range(2)
+    ]
+    for share in shares:
+        assert share.pairs[LARGE].shape[1] == 64
+        assert share.pairs[SMALL].shape[1] == 0
+    assert shares[0].dropped_for_shards == {SMALL: 1, LARGE: 0}
+    assert shares[0].dropped_by_cap == {SMALL: 0, LARGE: 272}
+
+
+def test_epoch_without_pairs_raises():
+    sizes = {SMALL: 1, LARGE: 1}
+    assert (
+        check_epoch_has_pairs(
+            sizes,
+            balanced=True,
+            edges_per_relation=None,
+            batch_size=8,
+            world_size=1,
+        )
+        == 2
+    )
+    with pytest.raises(ValueError, match="each of the 2 workers no training pairs"):
+        check_epoch_has_pairs(
+            sizes, balanced=True, edges_per_relation=None, batch_size=8, world_size=2
+        )
+    with pytest.raises(ValueError, match="capped at 1 per relation"):
+        check_epoch_has_pairs(
+            {SMALL: 40, LARGE: 400},
+            balanced=True,
+            edges_per_relation=1,
+            batch_size=8,
+            world_size=2,
+        )
 
 
 def test_balanced_draw_caps_every_relation():

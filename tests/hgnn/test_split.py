@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch_geometric.data import HeteroData
@@ -82,3 +84,37 @@ def test_graph_without_edges_raises():
     data["movie"].x = torch.randn(3, 2)
     with pytest.raises(ValueError, match="no edge types"):
         split_edges(data, 0.1, 0)
+
+
+def test_reverse_only_pairs_are_counted():
+    data = symmetric_graph()
+    reverse = data["tag", "co", "movie"].edge_index
+    # Tag 9 to movies 0 and 1 exist only in the reverse direction.
+    extra = torch.tensor([[9, 9], [0, 1]])
+    data["tag", "co", "movie"].edge_index = torch.cat([reverse, extra], dim=1)
+    pairs, dropped = undirected_pairs(data, ("movie", "co", "tag"))
+    assert pairs.shape[1] == 30
+    assert dropped["reverse_only"] == 2
+    assert split_edges(data, 0.1, seed=0).dropped["reverse_only"] == 2
+
+
+def test_float_edge_index_raises():
+    data = symmetric_graph()
+    data["movie", "co", "movie"].edge_index = (
+        data["movie", "co", "movie"].edge_index.float() + 0.5
+    )
+    with pytest.raises(ValueError, match="must be integers"):
+        split_edges(data, 0.1, seed=0)
+
+
+def test_whole_relation_held_out_warns(caplog):
+    data = symmetric_graph()
+    data["movie", "co", "tag"].edge_index = torch.tensor([[0, 1], [0, 1]])
+    data["tag", "co", "movie"].edge_index = torch.tensor([[0, 1], [0, 1]])
+    with caplog.at_level(logging.WARNING, logger="gfm.hgnn"):
+        split = split_edges(data, valid_fraction=0.9, seed=0)
+    assert split.counts()["movie__co__tag"] == {"train": 0, "valid": 2}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "movie__co__tag: valid_fraction=0.9 holds out all 2" in m for m in messages
+    )

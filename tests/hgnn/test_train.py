@@ -248,3 +248,31 @@ def test_job_submission_warm_start_into_gcs(
     assert first > cold.metrics["summary"]["best_val_auc"] - 0.03
     assert first > cold.metrics["history"][0]["val_auc"] - 0.005
     assert len(result.embeddings) == len(cold.embeddings)
+
+
+def test_resume_run_continues_named_run(ray_local, lastfm_graph, tmp_path):
+    config = HGNNConfig.from_dict(
+        dict(
+            BASE,
+            num_workers=1,
+            max_epochs=1,
+            run_name="weekly",
+            storage_path=str(tmp_path / "ray"),
+        )
+    )
+    first = train_hgnn(lastfm_graph, str(tmp_path / "first"), config)
+    # Ray Train would continue the run in the folder, so reusing the name
+    # without resume_run raises before anything trains.
+    with pytest.raises(FileExistsError, match="resume_run: true"):
+        train_hgnn(lastfm_graph, str(tmp_path / "second"), config.replace(max_epochs=2))
+
+    resumed = train_hgnn(
+        lastfm_graph,
+        str(tmp_path / "second"),
+        config.replace(max_epochs=2, resume_run=True),
+    )
+    history = resumed.metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["attempt"] for h in history] == [1, 2]
+    assert history[0]["train_loss"] == first.metrics["history"][0]["train_loss"]
+    assert resumed.metrics["run_uri"] == first.metrics["run_uri"]

@@ -21,7 +21,7 @@ from gfm import storage
 from gfm.embeddings import ItemEmbeddings
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
-from gfm.hgnn.model import HeteroGraphSAGE
+from gfm.hgnn.model import HeteroGraphSAGE, upgrade_state_dict
 from gfm.hgnn.split import full_message_graph
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,11 @@ def check_graph(data: HeteroData) -> None:
         edge_index = data[edge_type].get("edge_index")
         if edge_index is None or edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ValueError(f"edge type {edge_type} needs edge_index of shape [2, E]")
+        if torch.is_floating_point(edge_index) or edge_index.dtype == torch.bool:
+            raise ValueError(
+                f"edge type {edge_type} has edge_index of dtype {edge_index.dtype}; "
+                "node indices must be integers (torch.long)"
+            )
         src, _, dst = edge_type
         if edge_index.numel() and (
             int(edge_index[0].max()) >= data[src].num_nodes
@@ -119,12 +124,16 @@ def save_model(model: HGNNModel, uri: str | os.PathLike) -> None:
 def load_model(uri: str | os.PathLike) -> HGNNModel:
     """Read a model folder written by :func:`save_model`.
 
+    A ``model.pt`` saved with per-relation biases is converted on load
+    (:func:`~gfm.hgnn.model.upgrade_state_dict`).
+
     Raises:
         FileNotFoundError: if ``model.pt`` or ``config.json`` is missing.
     """
     meta = storage.read_json(storage.join(uri, MODEL_CONFIG_FILE))
     network = HeteroGraphSAGE.from_hparams(meta["network"])
-    network.load_state_dict(storage.read_torch(storage.join(uri, MODEL_FILE)))
+    weights = storage.read_torch(storage.join(uri, MODEL_FILE))
+    network.load_state_dict(upgrade_state_dict(weights))
     network.eval()
     return HGNNModel(
         network=network,
@@ -199,24 +208,43 @@ def read_state(uri: str | os.PathLike) -> dict[str, Any]:
     return storage.read_torch(storage.join(uri, STATE_FILE), weights_only=True)
 
 
-def warm_start_weights(uri: str) -> dict[str, torch.Tensor]:
-    """Read the network weights of a previous run to warm-start from.
+def find_warm_start(uri: str) -> str:
+    """Return the weights file that a warm start from ``uri`` reads.
 
     Args:
-        uri: a Ray Train checkpoint folder (``state.pt``; its best weights
-            are used), a model folder (``model.pt``) or an HGNN output folder
-            (``model/model.pt``).
+        uri: a Ray Train checkpoint folder (``state.pt``), a model folder
+            (``model.pt``) or an HGNN output folder (``model/model.pt``).
 
     Raises:
         FileNotFoundError: if none of those files is below ``uri``.
     """
-    if storage.exists(storage.join(uri, STATE_FILE)):
-        state = read_state(uri)
-        return state.get("best_model_state") or state["model_state"]
-    for folder in (uri, storage.join(uri, "model")):
-        if storage.exists(storage.join(folder, MODEL_FILE)):
-            return storage.read_torch(storage.join(folder, MODEL_FILE))
+    candidates = [
+        storage.join(uri, STATE_FILE),
+        storage.join(uri, MODEL_FILE),
+        storage.join(uri, "model", MODEL_FILE),
+    ]
+    for path in candidates:
+        if storage.exists(path):
+            return path
     raise FileNotFoundError(
         f"nothing to warm-start from at {uri}: expected {STATE_FILE} (a Ray Train "
-        f"checkpoint), {MODEL_FILE} (a model folder) or model/{MODEL_FILE}"
+        f"checkpoint), {MODEL_FILE} (a model folder) or model/{MODEL_FILE}; pass "
+        "one of those folders as resume_from (--resume-from, warm_start_uri)"
     )
+
+
+def warm_start_weights(uri: str) -> dict[str, torch.Tensor]:
+    """Read the network weights of a previous run to warm-start from.
+
+    Args:
+        uri: a folder that :func:`find_warm_start` accepts; a checkpoint's
+            best weights are used.
+
+    Raises:
+        FileNotFoundError: if none of the expected files is below ``uri``.
+    """
+    path = find_warm_start(uri)
+    if path.endswith(STATE_FILE):
+        state = storage.read_torch(path, weights_only=True)
+        return state.get("best_model_state") or state["model_state"]
+    return storage.read_torch(path)

@@ -12,7 +12,8 @@ default.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,69 @@ def _known_settings(cls: type, values: Mapping[str, Any] | None, section: str) -
             f"unknown {section} settings {unknown}; valid keys are {sorted(known)}"
         )
     return values
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int, but True is no layer count.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_real(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _whole_floats_to_int(settings: Any) -> None:
+    """Convert whole-number floats such as 128.0 in integer fields to int.
+
+    Settings that passed through a protobuf Struct (KFP) arrive with every
+    number as a float. Other floats such as 2.5 stay, so validation rejects
+    them instead of truncating them.
+    """
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.type.startswith("int") and isinstance(value, float) and value.is_integer():
+            setattr(settings, f.name, int(value))
+
+
+def _require_int(section: str, name: str, value: Any, minimum: int, rule: str) -> None:
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{section} setting {name}={value!r} must be {rule}")
+
+
+def _require_bool(section: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(  # noqa: TRY004 (every invalid setting is a ValueError)
+            f"{section} setting {name}={value!r} must be true or false"
+        )
+
+
+def _fanout_list(name: str, values: Any) -> list[int]:
+    """Return a fan-out setting as a list of ints.
+
+    Raises:
+        ValueError: for a string or other non-list, or an entry that is not
+            a whole number (2.7 is rejected, not truncated).
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(  # noqa: TRY004 (every invalid setting is a ValueError)
+            f"HGNN setting {name}={values!r} must be a list of integers, one per "
+            "layer, such as [10, 5]"
+        )
+    fanouts = []
+    for value in values:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not _is_int(value):
+            raise ValueError(
+                f"HGNN setting {name}={list(values)!r} contains {value!r}; each "
+                "fan-out must be a whole number, or -1 for all neighbours"
+            )
+        fanouts.append(value)
+    return fanouts
 
 
 def _default_tolerations() -> list[dict[str, str]]:
@@ -104,19 +168,42 @@ class ClusterConfig:
     address: str | None = None
 
     def __post_init__(self) -> None:
-        if self.worker_replicas < 1:
-            raise ValueError(
-                f"cluster setting worker_replicas={self.worker_replicas} must be at least 1"
+        _whole_floats_to_int(self)
+        section = "HGNN cluster"
+        _require_int(
+            section, "worker_replicas", self.worker_replicas, 1, "a positive integer"
+        )
+        _require_int(
+            section,
+            "gpus_per_worker",
+            self.gpus_per_worker,
+            0,
+            "0 or a positive integer",
+        )
+        _require_int(
+            section,
+            "ttl_seconds_after_finished",
+            self.ttl_seconds_after_finished,
+            0,
+            "0 or more seconds",
+        )
+        if self.active_deadline_seconds is not None:
+            _require_int(
+                section,
+                "active_deadline_seconds",
+                self.active_deadline_seconds,
+                1,
+                "a positive number of seconds, or null for no deadline",
             )
-        if self.gpus_per_worker < 0:
-            raise ValueError(
-                f"cluster setting gpus_per_worker={self.gpus_per_worker} must be 0 or more"
-            )
-        if self.timeout_s <= 0 or self.poll_interval_s <= 0:
-            raise ValueError(
-                f"cluster settings timeout_s={self.timeout_s} and "
-                f"poll_interval_s={self.poll_interval_s} must be positive seconds"
-            )
+        for name in ("timeout_s", "poll_interval_s"):
+            value = getattr(self, name)
+            if not _is_finite_real(value) or value <= 0:
+                raise ValueError(
+                    f"{section} setting {name}={value!r} must be a positive number "
+                    "of seconds"
+                )
+        for name in ("shutdown_after_job_finishes", "delete_on_timeout"):
+            _require_bool(section, name, getattr(self, name))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ClusterConfig:
@@ -137,10 +224,13 @@ class HGNNConfig:
         out_dim: dimension of the output item embeddings.
         num_layers: number of heterogeneous GraphSAGE layers.
         num_neighbors: neighbours sampled per relation and per node at each
-            layer during training, outermost layer first; ``-1`` takes all.
-        inference_num_neighbors: the same for inference and validation.
-            ``None`` uses every edge at every layer, which scored better on
-            MovieLens-1M than the training fan-outs (docs/hgnn.md).
+            hop during training, in PyG's ``NeighborLoader`` order:
+            ``num_neighbors[0]`` is the fan-out of the seed nodes, which the
+            last (output) layer aggregates, and ``num_neighbors[-1]`` the
+            fan-out of the hop farthest from them, which the first layer
+            aggregates. ``-1`` takes all.
+        inference_num_neighbors: the same, in the same order, for inference
+            and validation. ``None`` uses every edge at every layer.
         project: apply a linear layer and ReLU to each neighbour before the
             max-pool (GraphSAGE's pooling aggregator). Off by default: on
             MovieLens-1M the plain max scored higher (docs/hgnn.md).
@@ -178,7 +268,14 @@ class HGNNConfig:
         keep_checkpoints: checkpoints kept in storage, newest first.
         storage_path: Ray Train storage (local path or ``gs://``); ``None``
             uses ``<out_uri>/ray``.
-        run_name: Ray Train run name; ``None`` generates one per call.
+        run_name: Ray Train run name, the run's folder under
+            ``storage_path``; ``None`` generates a unique one per call. A
+            named run whose folder exists already raises, unless
+            ``resume_run`` is set.
+        resume_run: continue the Ray Train run ``run_name`` from the latest
+            checkpoint in its folder, for example after the driver died.
+            Ray Train restores that checkpoint whatever graph or settings it
+            came from.
         launcher: ``local`` (Ray Train from this process), ``rayjob``
             (submit a KubeRay ``RayJob``) or ``job-submission`` (submit to a
             running RayCluster through ``JobSubmissionClient``).
@@ -223,6 +320,7 @@ class HGNNConfig:
     keep_checkpoints: int = 2
     storage_path: str | None = None
     run_name: str | None = None
+    resume_run: bool = False
     launcher: str = "local"
     ray_address: str | None = None
     ray_temp_dir: str | None = None
@@ -231,21 +329,12 @@ class HGNNConfig:
     def __post_init__(self) -> None:
         if isinstance(self.cluster, Mapping):
             self.cluster = ClusterConfig.from_dict(self.cluster)
-        # Settings that passed through a protobuf Struct (KFP) arrive with
-        # every number as a float, such as 128.0.
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if (
-                f.type.startswith("int")
-                and isinstance(value, float)
-                and value.is_integer()
-            ):
-                setattr(self, f.name, int(value))
-        self.num_neighbors = [int(n) for n in self.num_neighbors]
+        _whole_floats_to_int(self)
+        self.num_neighbors = _fanout_list("num_neighbors", self.num_neighbors)
         if self.inference_num_neighbors is not None:
-            self.inference_num_neighbors = [
-                int(n) for n in self.inference_num_neighbors
-            ]
+            self.inference_num_neighbors = _fanout_list(
+                "inference_num_neighbors", self.inference_num_neighbors
+            )
         self.validate()
 
     def validate(self) -> None:
@@ -254,32 +343,42 @@ class HGNNConfig:
         Raises:
             ValueError: naming the first invalid setting and its valid range.
         """
-        positive = {
-            "hidden_dim": self.hidden_dim,
-            "out_dim": self.out_dim,
-            "num_layers": self.num_layers,
-            "num_negatives": self.num_negatives,
-            "max_valid_edges": self.max_valid_edges,
-            "hr_k": self.hr_k,
-            "max_epochs": self.max_epochs,
-            "patience": self.patience,
-            "batch_size": self.batch_size,
-            "embed_batch_size": self.embed_batch_size,
-            "num_workers": self.num_workers,
-            "cpus_per_worker": self.cpus_per_worker,
-            "checkpoint_every": self.checkpoint_every,
-            "keep_checkpoints": self.keep_checkpoints,
-        }
-        for name, value in positive.items():
-            if int(value) != value or value < 1:
-                raise ValueError(
-                    f"HGNN setting {name}={value!r} must be a positive integer"
-                )
-        if self.edges_per_relation is not None and self.edges_per_relation < 1:
-            raise ValueError(
-                f"HGNN setting edges_per_relation={self.edges_per_relation!r} must be "
-                "a positive integer, or null for the size of the smallest relation"
+        section = "HGNN"
+        positive = (
+            "hidden_dim",
+            "out_dim",
+            "num_layers",
+            "num_negatives",
+            "max_valid_edges",
+            "hr_k",
+            "max_epochs",
+            "patience",
+            "batch_size",
+            "embed_batch_size",
+            "num_workers",
+            "cpus_per_worker",
+            "checkpoint_every",
+            "keep_checkpoints",
+        )
+        for name in positive:
+            _require_int(section, name, getattr(self, name), 1, "a positive integer")
+        if self.edges_per_relation is not None:
+            _require_int(
+                section,
+                "edges_per_relation",
+                self.edges_per_relation,
+                1,
+                "a positive integer, or null for the size of the smallest relation",
             )
+        _require_int(
+            section,
+            "max_failures",
+            self.max_failures,
+            -1,
+            "-1 (retry forever), 0 or a positive integer",
+        )
+        if not _is_int(self.seed):
+            raise ValueError(f"HGNN setting seed={self.seed!r} must be an integer")
         for name in ("num_neighbors", "inference_num_neighbors"):
             fanouts = getattr(self, name)
             if fanouts is None:
@@ -293,6 +392,48 @@ class HGNNConfig:
                 raise ValueError(
                     f"HGNN setting {name}={fanouts}: each fan-out must be positive, "
                     "or -1 for all neighbours"
+                )
+        self._validate_reals()
+        for name in (
+            "project",
+            "in_batch_negatives",
+            "balanced_sampling",
+            "use_gpu",
+            "resume_run",
+        ):
+            _require_bool(section, name, getattr(self, name))
+        if self.run_name is not None and (
+            not isinstance(self.run_name, str)
+            or not self.run_name
+            or "/" in self.run_name
+        ):
+            raise ValueError(
+                f"HGNN setting run_name={self.run_name!r} must be a non-empty folder "
+                "name without '/', or null for a generated one"
+            )
+        if self.resume_run and self.run_name is None:
+            raise ValueError(
+                "HGNN setting resume_run=true needs run_name, the Ray Train run to "
+                "continue under storage_path"
+            )
+        if self.early_stopping_metric not in EARLY_STOPPING_METRICS:
+            raise ValueError(
+                f"HGNN setting early_stopping_metric={self.early_stopping_metric!r} "
+                f"is not one of {EARLY_STOPPING_METRICS}"
+            )
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(
+                f"HGNN setting launcher={self.launcher!r} is not one of {LAUNCHERS}"
+            )
+
+    def _validate_reals(self) -> None:
+        # NaN fails every comparison, so each range check first requires a
+        # finite number.
+        for name in ("valid_fraction", "dropout", "margin", "lr", "weight_decay"):
+            value = getattr(self, name)
+            if not _is_finite_real(value):
+                raise ValueError(
+                    f"HGNN setting {name}={value!r} must be a finite number"
                 )
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(
@@ -309,20 +450,6 @@ class HGNNConfig:
         if self.weight_decay < 0.0:
             raise ValueError(
                 f"HGNN setting weight_decay={self.weight_decay!r} must be non-negative"
-            )
-        if self.max_failures < -1:
-            raise ValueError(
-                f"HGNN setting max_failures={self.max_failures!r} must be -1 "
-                "(retry forever), 0 or positive"
-            )
-        if self.early_stopping_metric not in EARLY_STOPPING_METRICS:
-            raise ValueError(
-                f"HGNN setting early_stopping_metric={self.early_stopping_metric!r} "
-                f"is not one of {EARLY_STOPPING_METRICS}"
-            )
-        if self.launcher not in LAUNCHERS:
-            raise ValueError(
-                f"HGNN setting launcher={self.launcher!r} is not one of {LAUNCHERS}"
             )
 
     @property

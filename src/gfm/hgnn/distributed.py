@@ -254,6 +254,33 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     train_loop(data, config, state=state, warm_start=warm_start, hooks=hooks)
 
 
+def check_run_folder(storage_path: str, run_name: str, *, resume_run: bool) -> None:
+    """Raise unless the run folder is new or the caller asked to resume it.
+
+    Ray Train 2.60 restores the latest checkpoint it finds under
+    ``storage_path/run_name``, whatever graph or settings that run had. A
+    reused name would therefore continue an older run without a word.
+
+    Raises:
+        FileExistsError: if the folder exists and ``resume_run`` is false.
+    """
+    run_uri = storage.join(storage_path, run_name)
+    exists = storage.exists(run_uri)
+    if exists and not resume_run:
+        raise FileExistsError(
+            f"the Ray Train run folder {run_uri} exists already, and Ray Train would "
+            "continue the run it holds, possibly on another graph. Set another "
+            "run_name (or null for a generated one), delete the folder, or set "
+            "resume_run: true to continue that run"
+        )
+    if resume_run:
+        logger.info(
+            "resume_run: %s Ray Train run %s",
+            "continuing" if exists else "no folder yet, so starting",
+            run_uri,
+        )
+
+
 @dataclass
 class RayRun:
     """The outcome of :func:`run_ray_training`.
@@ -282,6 +309,7 @@ def run_ray_training(
     Ray must be initialized (see :func:`ray_cluster`).
 
     Raises:
+        FileExistsError: see :func:`check_run_folder`.
         ray.train.TrainingFailedError: if the workers failed more often than
             ``config.max_failures``.
         RuntimeError: if the run ended without a checkpoint.
@@ -295,6 +323,7 @@ def run_ray_training(
     )
     from ray.train.torch import TorchTrainer
 
+    check_run_folder(storage_path, run_name, resume_run=config.resume_run)
     path, filesystem = ray_storage(storage_path)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     trainer = TorchTrainer(

@@ -5,6 +5,11 @@ chunks of destination nodes, so memory grows with the chunk's edges and not
 with a multi-hop neighbourhood. Before each layer, every node keeps at most
 ``fanout`` incoming edges per relation, drawn uniformly with a fixed seed.
 A fan-out of ``-1`` keeps every edge.
+
+Fan-out lists follow PyG's ``NeighborLoader`` order, as training does:
+``fanouts[0]`` is the fan-out of the seed nodes, which the last (output)
+layer aggregates. Layer-wise inference runs from the first layer to the
+last, so it reads the list from the end (:func:`layer_fanouts`).
 """
 
 from __future__ import annotations
@@ -51,6 +56,15 @@ def subsample_in_edges(
     return edge_index[:, rank_in_group < fanout]
 
 
+def layer_fanouts(fanouts: list[int]) -> list[int]:
+    """Return the fan-out of each layer, first (input) layer first.
+
+    ``fanouts`` is in PyG's ``NeighborLoader`` order, seed nodes first, and
+    the seed nodes are what the last layer computes.
+    """
+    return list(reversed(fanouts))
+
+
 def _chunk_edges(edge_index: Tensor, start: int, stop: int) -> Tensor:
     # edge_index is sorted by destination, so a chunk's edges are one slice.
     dst = edge_index[1]
@@ -76,8 +90,9 @@ def embed_graph(
         graph: node features ``x`` per node type and ``edge_index`` per edge
             type. Edge types the network has no weights for are ignored
             (logged once per call).
-        fanouts: incoming edges kept per node and relation at each layer,
-            outermost first; ``-1`` keeps all.
+        fanouts: incoming edges kept per node and relation, one per layer in
+            PyG's ``NeighborLoader`` order: ``fanouts[0]`` for the last
+            (output) layer, ``fanouts[-1]`` for the first. ``-1`` keeps all.
         batch_size: destination nodes per chunk.
         seed: seed of the neighbour draw.
         device: device of the network; the neighbour draw stays on the CPU.
@@ -86,11 +101,17 @@ def embed_graph(
         ``[num_nodes_t, out_dim]`` unit-norm embeddings per node type.
 
     Raises:
-        ValueError: if a node type is unknown to the network or its feature
-            dimension differs from training.
+        ValueError: if a node type is unknown to the network, its feature
+            dimension differs from training, or ``fanouts`` does not have one
+            entry per layer.
     """
     started = time.perf_counter()
     _check_graph(network, graph)
+    if len(fanouts) != network.num_layers:
+        raise ValueError(
+            f"fanouts={fanouts} needs one fan-out per layer of the network "
+            f"(num_layers={network.num_layers})"
+        )
     was_training = network.training
     network.eval()
 
@@ -109,7 +130,7 @@ def embed_graph(
         for t in graph.node_types
     }
     generator = torch.Generator().manual_seed(seed)
-    for layer, fanout in enumerate(fanouts):
+    for layer, fanout in enumerate(layer_fanouts(fanouts)):
         sampled = {
             e: subsample_in_edges(
                 graph[e].edge_index.long().cpu(),

@@ -21,13 +21,28 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch_geometric.data import HeteroData
+from torch_geometric.typing import EdgeType
 
+from gfm.hgnn.artifacts import check_graph
 from gfm.hgnn.config import HGNNConfig
 from gfm.hgnn.inference import embed_graph
 from gfm.hgnn.metrics import link_metrics
-from gfm.hgnn.model import HeteroGraphSAGE, build_model, count_parameters
+from gfm.hgnn.model import (
+    HeteroGraphSAGE,
+    build_model,
+    count_parameters,
+    upgrade_state_dict,
+)
 from gfm.hgnn.objective import batch_loss
-from gfm.hgnn.sampling import build_neighbor_sampler, draw_epoch_edges, epoch_batches
+from gfm.hgnn.sampling import (
+    build_neighbor_sampler,
+    check_epoch_has_pairs,
+    draw_epoch_edges,
+    epoch_batches,
+    min_relation_cap,
+    relation_cap,
+    relations_below_cap_floor,
+)
 from gfm.hgnn.split import LinkSplit, relation_name, split_edges
 from gfm.logging_setup import progress_enabled
 
@@ -105,12 +120,20 @@ class LoopHooks:
     on_epoch_end: Callable[[dict, TrainState | None], None] = _no_report
 
 
+# A warm start that copies less than this share of the network's parameter
+# tensors mostly trains from scratch, which the log reports as a warning.
+WARM_START_MIN_SHARE = 0.5
+
+
 def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
     """Copy matching weights into ``network`` and count what was not copied.
 
     A parameter is copied when the previous run has one of the same name and
-    shape; new relations or item types start from fresh weights.
+    shape; new relations or item types start from fresh weights. Weights
+    saved with a per-relation bias are converted first
+    (:func:`~gfm.hgnn.model.upgrade_state_dict`).
     """
+    weights = upgrade_state_dict(weights)
     own = network.state_dict()
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     network.load_state_dict(matched, strict=False)
@@ -119,8 +142,108 @@ def load_warm_start(network: HeteroGraphSAGE, weights: dict) -> dict[str, int]:
         "new": len(own) - len(matched),
         "unused": len(weights) - len(matched),
     }
-    logger.info("warm start: %s parameter tensors", counts)
+    if len(matched) < WARM_START_MIN_SHARE * len(own):
+        logger.warning(
+            "warm start copied only %d of %d parameter tensors (%s); the rest start "
+            "from fresh weights. Check that hidden_dim, out_dim, num_layers, project "
+            "and the item types match the run warm-started from",
+            len(matched),
+            len(own),
+            counts,
+        )
+    else:
+        logger.info("warm start: %s parameter tensors", counts)
     return counts
+
+
+def check_training_data(
+    data: HeteroData,
+    config: HGNNConfig,
+    *,
+    world_size: int | None = None,
+    warn: bool = True,
+) -> LinkSplit:
+    """Split ``data`` for training and check that every epoch trains.
+
+    The driver calls this before it starts Ray, so that a bad graph fails
+    once with a clear error instead of on every worker and every retry.
+    :func:`train_loop` repeats the split and its checks on each worker,
+    without the field checks of :func:`~gfm.hgnn.artifacts.check_graph`.
+
+    Args:
+        data: the co-interaction graph.
+        config: training settings.
+        world_size: workers sharing an epoch; ``None`` uses
+            ``config.num_workers``.
+        warn: log warnings about small relations and missing validation
+            pairs.
+
+    Returns:
+        The edge split.
+
+    Raises:
+        ValueError: if the graph misses fields or has no edges to train on,
+            or if an epoch would give a worker no training pair.
+    """
+    check_graph(data)
+    return _split_for_training(data, config, world_size=world_size, warn=warn)
+
+
+def _split_for_training(
+    data: HeteroData, config: HGNNConfig, *, world_size: int | None, warn: bool
+) -> LinkSplit:
+    # The checks of check_training_data that need no item_ids, which the
+    # loop repeats on each worker.
+    world_size = world_size or config.num_workers
+    split = split_edges(data, config.valid_fraction, config.seed)
+    sizes = {r: int(p.shape[1]) for r, p in split.train_pairs.items()}
+    check_epoch_has_pairs(
+        sizes,
+        balanced=config.balanced_sampling,
+        edges_per_relation=config.edges_per_relation,
+        batch_size=config.batch_size,
+        world_size=world_size,
+    )
+    if warn:
+        _warn_about_split(split, sizes, config, world_size)
+    return split
+
+
+def _warn_about_split(
+    split: LinkSplit,
+    sizes: dict[EdgeType, int],
+    config: HGNNConfig,
+    world_size: int,
+) -> None:
+    balanced, limit = config.balanced_sampling, config.edges_per_relation
+    floor = min_relation_cap(config.batch_size, world_size)
+    small = relations_below_cap_floor(sizes, balanced, limit, floor)
+    if small:
+        logger.warning(
+            "relations %s have fewer training pairs than one batch per worker "
+            "(batch_size %d x %d workers = %d), so none of them sets the balancing "
+            "cap: the cap is %d pairs per relation instead of %d, and each of them "
+            "trains on all its pairs every epoch",
+            {relation_name(r): n for r, n in small.items()},
+            config.batch_size,
+            world_size,
+            floor,
+            relation_cap(sizes, balanced, limit, floor),
+            relation_cap(sizes, balanced, limit),
+        )
+    if not has_validation_pairs(split):
+        logger.warning(
+            "no relation has validation pairs (valid_fraction=%s of %s pairs rounds "
+            "to 0), so val_auc and val_hr are NaN, early stopping is off and the "
+            "output uses the last epoch's weights; raise valid_fraction or add edges",
+            config.valid_fraction,
+            {relation_name(r): n for r, n in sizes.items()},
+        )
+
+
+def has_validation_pairs(split: LinkSplit) -> bool:
+    """Return whether any relation of ``split`` has a validation pair."""
+    return any(p.shape[1] > 0 for p in split.valid_pairs.values())
 
 
 def _all_reduce_sum(values: list[float], hooks: LoopHooks) -> list[float]:
@@ -156,6 +279,7 @@ def _run_epoch(
         edges_per_relation=config.edges_per_relation,
         rank=hooks.rank,
         world_size=hooks.world_size,
+        min_cap=min_relation_cap(config.batch_size, hooks.world_size),
     )
     # Neighbour and negative draws use the global generator: seed it per
     # epoch and worker so a restarted attempt repeats the same epoch.
@@ -241,8 +365,7 @@ def _validate(
 
 
 def _improved(score: float, best: float) -> bool:
-    # A NaN score (no validation pairs) never improves, so the first
-    # epoch's weights are kept as the best and patience decides the end.
+    # A NaN score never improves on the best one.
     return not math.isnan(score) and score > best
 
 
@@ -266,11 +389,20 @@ def train_loop(
 
     Returns:
         The state after the last epoch; ``best_model_state`` contains the
-        weights at the best validation score (on rank 0).
+        weights at the best validation score (on rank 0). Without
+        validation pairs there is no score, so it contains the last epoch's
+        weights and patience never runs out.
+
+    Raises:
+        ValueError: if the graph has no edges to train on, or an epoch would
+            give a worker no training pair.
     """
     hooks = hooks or LoopHooks()
     started = time.perf_counter()
-    split = split_edges(data, config.valid_fraction, config.seed)
+    split = _split_for_training(
+        data, config, world_size=hooks.world_size, warn=hooks.rank == 0
+    )
+    validated = has_validation_pairs(split)
     graph = split.message_graph
     network = build_model(
         graph.node_types,
@@ -323,7 +455,12 @@ def train_loop(
         (score,) = _broadcast([score], hooks)
 
         state.epoch = epoch + 1
-        if _improved(score, state.best_score) or state.best_epoch == 0:
+        # Without validation pairs every score is NaN and no epoch can be
+        # preferred, so the newest weights count as the best.
+        is_best = (
+            not validated or _improved(score, state.best_score) or state.best_epoch == 0
+        )
+        if is_best:
             state.best_score = score
             state.best_epoch = epoch + 1
             state.epochs_without_improvement = 0

@@ -3,19 +3,25 @@
 Each layer computes, for a node ``v`` of type ``t``,
 
 .. math::
-    h_v' = W_t h_v + \\sum_{r = (s, t)} W_r \\max_{u \\in N_r(v)} h_u
+    h_v' = W_t h_v + b_t + \\sum_{r = (s, t)} W_r \\max_{u \\in N_r(v)} h_u
 
 with a separate weight ``W_r`` per relation, an element-wise max over the
 relation's neighbours, and messages summed across relations: a
 ``HeteroConv(aggr="sum")`` of ``SAGEConv(aggr="max")``. With
 ``project=True`` each neighbour first passes through
-``relu(P_r h_u + b_r)``, GraphSAGE's pooling aggregator. The
-root term ``W_t`` is one linear map per node type instead of one per relation
-(``root_weight=False`` in each ``SAGEConv``). A sum of per-relation root maps
-is itself a single linear map, so the model family is the same, and every
-node type gets an output even when no relation points to it. A node with no
-edges, or one added after training, therefore gets ``W_t h_v`` from its own
-features through the same weights.
+``relu(P_r h_u + p_r)``, GraphSAGE's pooling aggregator.
+
+The root term ``W_t h_v + b_t`` is one ``Linear`` per node type, applied to
+every node whatever edges it has. The relation convs have neither a root
+weight (``root_weight=False``) nor a bias (``bias=False``). PyG's max over
+no neighbours is 0, so a relation adds nothing to a node without
+neighbours in it. PyG's default would put a
+root weight and a bias in each relation's ``SAGEConv``. The root weights
+would sum to one linear map, so the model family is the same. The biases,
+though, would add ``b_r`` once for every edge type present in the input
+graph. A node with no edges, or one added after training, therefore gets
+``W_t h_v + b_t`` from its own features at every layer, in a graph with or
+without edge types.
 
 Inputs are the LLM features projected to ``hidden_dim``; outputs are
 L2-normalized, so dot products are cosine scores.
@@ -23,6 +29,7 @@ L2-normalized, so dot products are cosine scores.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -99,6 +106,7 @@ class HeteroGraphSAGE(nn.Module):
                             aggr="max",
                             root_weight=False,
                             project=project,
+                            bias=False,
                         )
                         for edge_type in self.edge_types
                     },
@@ -160,6 +168,34 @@ class HeteroGraphSAGE(nn.Module):
                     outputs[node_type] = outputs[node_type] + messages[node_type]
             h = self.activate(index, outputs)
         return normalize(h)
+
+
+# State-dict key of the per-relation bias that earlier versions had in each
+# relation's SAGEConv, for example "convs.0.convs.<artist___co___tag>.lin_l.bias".
+_RELATION_BIAS_KEY = re.compile(r"^convs\.(\d+)\.convs\.<(.+)>\.lin_l\.bias$")
+
+
+def upgrade_state_dict(weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Fold per-relation biases of an older ``state_dict`` into the root biases.
+
+    Earlier versions added each relation's bias ``b_r`` to every node of its
+    destination type ``t``, because training batches and inference over the
+    training graph contain every edge type. Adding the sum of those ``b_r``
+    to the root bias ``b_t`` gives the same outputs on such graphs.
+
+    Returns:
+        A new dict without ``lin_l.bias`` keys; ``weights`` without them
+        comes back as a copy.
+    """
+    upgraded = dict(weights)
+    for key in [k for k in upgraded if _RELATION_BIAS_KEY.match(k)]:
+        layer, edge_key = _RELATION_BIAS_KEY.match(key).groups()
+        dst_type = edge_key.split("___")[-1].replace("#", ".")
+        root_key = f"roots.{layer}.{ModuleDict.to_internal_key(dst_type)}.bias"
+        bias = upgraded.pop(key)
+        if root_key in upgraded:
+            upgraded[root_key] = upgraded[root_key] + bias
+    return upgraded
 
 
 def normalize(h: Mapping[NodeType, Tensor]) -> dict[NodeType, Tensor]:

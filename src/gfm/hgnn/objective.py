@@ -40,6 +40,7 @@ def in_batch_hinge_loss(
     dst_pos: Tensor,
     dst_ids: Tensor,
     margin: float,
+    src_ids: Tensor | None = None,
 ) -> Tensor:
     """Return the mean hinge loss with the batch's other positives as negatives.
 
@@ -49,13 +50,18 @@ def in_batch_hinge_loss(
         dst_ids: ``[B]`` node ids of the destinations; a column whose id equals
             the row's own positive is not a negative of that row.
         margin: required gap between positive and negative scores.
+        src_ids: ``[B]`` node ids of the sources, for a relation within one
+            node type; a column whose id equals the row's source (the anchor
+            itself, cosine score 1) is not a negative of that row either.
 
     Returns:
-        A scalar tensor; zero for a batch of one pair.
+        A scalar tensor; zero when no column is a negative.
     """
     scores = src @ dst_pos.T
     pos = scores.diagonal().unsqueeze(1)
     is_negative = dst_ids.unsqueeze(0) != dst_ids.unsqueeze(1)
+    if src_ids is not None:
+        is_negative &= dst_ids.unsqueeze(0) != src_ids.unsqueeze(1)
     if not bool(is_negative.any()):
         return scores.sum() * 0.0
     terms = torch.relu(margin - pos + scores)
@@ -93,5 +99,6 @@ def batch_loss(
     loss = hinge_loss(src, dst_pos, dst_neg, margin)
     if in_batch_negatives:
         dst_ids = batch[dst_type].n_id[pos_index]
-        loss = loss + in_batch_hinge_loss(src, dst_pos, dst_ids, margin)
+        src_ids = batch[src_type].n_id[src_index] if src_type == dst_type else None
+        loss = loss + in_batch_hinge_loss(src, dst_pos, dst_ids, margin, src_ids)
     return loss

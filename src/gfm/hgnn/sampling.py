@@ -4,8 +4,10 @@ Each epoch, :func:`draw_epoch_edges` applies the balanced multi-link
 sampler of 2T-HGNN (arXiv 2403.05185). It caps every relation's training
 pairs at the same count and redraws them every epoch, so a dense relation
 cannot drown out a sparse one. The count is the smallest relation's size,
-or ``edges_per_relation`` when that is smaller. Each Ray worker then takes
-its own disjoint share of the draw.
+but at least one batch per worker (``batch_size * world_size``), and
+lowered to ``edges_per_relation`` when that is smaller. The floor keeps a
+relation of a handful of pairs from shrinking every epoch to a handful of
+steps. Each Ray worker then takes its own disjoint share of the draw.
 :func:`epoch_batches` turns a worker's share into ``LinkNeighborLoader``
 mini-batches with fixed-size uniform neighbour sampling, a fresh sample at
 every iteration, and random negative items per positive pair.
@@ -55,23 +57,100 @@ class EpochDraw:
         return sum(-(-int(p.shape[1]) // batch_size) for p in self.pairs.values())
 
 
+def min_relation_cap(batch_size: int, world_size: int) -> int:
+    """Return the floor of the balancing cap: one full batch per worker."""
+    return batch_size * world_size
+
+
 def relation_cap(
-    sizes: dict[EdgeType, int], balanced: bool, edges_per_relation: int | None
+    sizes: dict[EdgeType, int],
+    balanced: bool,
+    edges_per_relation: int | None,
+    min_cap: int = 1,
 ) -> int | None:
     """Return the per-relation pair cap of an epoch, or ``None`` for no cap.
 
-    Balanced: the smallest non-empty relation's size, lowered to
-    ``edges_per_relation`` when that is set and smaller. Not balanced: no cap.
+    Balanced: the smallest non-empty relation's size, raised to ``min_cap``
+    when smaller, then lowered to ``edges_per_relation`` when that is set
+    and smaller. A relation below ``min_cap`` therefore does not set the
+    cap of the others, and trains on all of its pairs. Not balanced: no cap.
     """
     if not balanced:
         return None
     non_empty = [n for n in sizes.values() if n > 0]
     if not non_empty:
         return 0
-    cap = min(non_empty)
+    cap = max(min(non_empty), min_cap)
     if edges_per_relation is not None:
         cap = min(cap, edges_per_relation)
     return cap
+
+
+def relations_below_cap_floor(
+    sizes: dict[EdgeType, int],
+    balanced: bool,
+    edges_per_relation: int | None,
+    min_cap: int,
+) -> dict[EdgeType, int]:
+    """Return the relations that the floor ``min_cap`` kept from setting the cap.
+
+    Returns:
+        Each non-empty relation smaller than the raised cap, with its size,
+        when ``min_cap`` raised the cap; otherwise an empty dict.
+    """
+    cap = relation_cap(sizes, balanced, edges_per_relation, min_cap)
+    if cap is None or cap <= relation_cap(sizes, balanced, edges_per_relation):
+        return {}
+    return {r: n for r, n in sorted(sizes.items()) if 0 < n < cap}
+
+
+def pairs_per_worker(
+    sizes: dict[EdgeType, int], cap: int | None, world_size: int
+) -> int:
+    """Return the training pairs each worker gets per epoch under ``cap``.
+
+    Each relation is rounded down to a multiple of ``world_size``, as
+    :func:`draw_epoch_edges` shards it.
+    """
+    total = 0
+    for size in sizes.values():
+        keep = size if cap is None else min(size, cap)
+        total += keep // world_size
+    return total
+
+
+def check_epoch_has_pairs(
+    sizes: dict[EdgeType, int],
+    *,
+    balanced: bool,
+    edges_per_relation: int | None,
+    batch_size: int,
+    world_size: int,
+) -> int:
+    """Return the training pairs per worker and epoch, and raise if there are none.
+
+    Every epoch draws from the same relation sizes, so when the first epoch
+    gives a worker no pair, no epoch takes an optimizer step.
+
+    Raises:
+        ValueError: naming the relation sizes, the cap and the settings that
+            give each worker at least one pair.
+    """
+    cap = relation_cap(
+        sizes, balanced, edges_per_relation, min_relation_cap(batch_size, world_size)
+    )
+    per_worker = pairs_per_worker(sizes, cap, world_size)
+    if per_worker == 0:
+        named = {"__".join(r): n for r, n in sorted(sizes.items())}
+        raise ValueError(
+            f"an epoch would give each of the {world_size} workers no training "
+            f"pairs, so no optimizer step would run: training pairs per relation "
+            f"{named}, capped at {cap} per relation (edges_per_relation="
+            f"{edges_per_relation}). Each relation is rounded down to a multiple of "
+            "num_workers; lower num_workers, raise edges_per_relation, or add edges "
+            "to the graph"
+        )
+    return per_worker
 
 
 def draw_epoch_edges(
@@ -83,17 +162,19 @@ def draw_epoch_edges(
     edges_per_relation: int | None,
     rank: int = 0,
     world_size: int = 1,
+    min_cap: int = 1,
 ) -> EpochDraw:
     """Draw this epoch's training pairs and return worker ``rank``'s share.
 
     The draw depends only on ``seed`` and ``epoch``, so all workers agree on
     it and a restarted attempt redraws the same pairs. Every worker gets the
     same number of pairs per relation, so DDP workers take the same number of
-    optimizer steps.
+    optimizer steps. ``min_cap`` is the floor of the balancing cap (see
+    :func:`relation_cap`).
     """
     relations = sorted(train_pairs)
     sizes = {r: int(train_pairs[r].shape[1]) for r in relations}
-    cap = relation_cap(sizes, balanced, edges_per_relation)
+    cap = relation_cap(sizes, balanced, edges_per_relation, min_cap)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
     pairs: dict[EdgeType, Tensor] = {}

@@ -49,10 +49,21 @@ def undirected_pairs(data: HeteroData, relation: EdgeType) -> tuple[Tensor, Coun
     """Return each undirected pair of ``relation`` once, as ``[2, num_pairs]``.
 
     Pairs of a same-type relation keep ``src < dst``; self-loops and
-    duplicate pairs are dropped and counted by reason.
+    duplicate pairs are dropped and counted by reason. Between two types the
+    pairs come from the canonical edge type, and pairs that only its reverse
+    edge type stores are counted as ``reverse_only``.
+
+    Raises:
+        ValueError: if ``edge_index`` holds floats.
     """
     src_type, _, dst_type = relation
-    edge_index = data[relation].edge_index.long()
+    edge_index = data[relation].edge_index
+    if torch.is_floating_point(edge_index):
+        raise ValueError(
+            f"edge type {relation} has edge_index of dtype {edge_index.dtype}; node "
+            "indices must be integers (torch.long), not truncated floats"
+        )
+    edge_index = edge_index.long()
     dropped: Counter = Counter()
     if src_type == dst_type:
         loops = edge_index[0] == edge_index[1]
@@ -70,8 +81,21 @@ def undirected_pairs(data: HeteroData, relation: EdgeType) -> tuple[Tensor, Coun
         dropped["duplicate"] += max(int(keys.numel()) - 2 * int(unique_keys.numel()), 0)
     else:
         dropped["duplicate"] += int(keys.numel()) - int(unique_keys.numel())
+        dropped["reverse_only"] += _count_reverse_only(data, relation, unique_keys)
     pairs = torch.stack([unique_keys // num_dst, unique_keys % num_dst])
     return pairs, dropped
+
+
+def _count_reverse_only(
+    data: HeteroData, relation: EdgeType, forward_keys: Tensor
+) -> int:
+    # The graph layout stores every pair in both directions, so a pair of the
+    # reverse edge type alone means the graph was built or edited wrongly.
+    src_type, rel, dst_type = relation
+    reverse = data[(dst_type, rel, src_type)].edge_index.long()
+    num_dst = max(int(data[dst_type].num_nodes), 1)
+    reverse_keys = torch.unique(reverse[1] * num_dst + reverse[0])
+    return int((~torch.isin(reverse_keys, forward_keys)).sum())
 
 
 @dataclass
@@ -175,6 +199,23 @@ def split_edges(data: HeteroData, valid_fraction: float, seed: int) -> LinkSplit
             num_valid,
             dict(relation_dropped),
         )
+        if relation_dropped["reverse_only"]:
+            logger.warning(
+                "relation %s: %d pairs appear only in the reverse edge type and are "
+                "left out; the graph must store both directions of every pair "
+                "(rebuild it with gfm.graph)",
+                relation_name(relation),
+                relation_dropped["reverse_only"],
+            )
+        if num_pairs and num_valid == num_pairs:
+            logger.warning(
+                "relation %s: valid_fraction=%s holds out all %d pairs, so the "
+                "relation has no training pairs and no message-passing edges; "
+                "lower valid_fraction",
+                relation_name(relation),
+                valid_fraction,
+                num_pairs,
+            )
     if sum(p.shape[1] for p in train_pairs.values()) == 0:
         raise ValueError(
             "the graph has edge types but no edges left to train on after "

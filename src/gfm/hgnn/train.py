@@ -11,16 +11,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from gfm import storage
 from gfm.embeddings import ItemEmbeddings
 from gfm.hgnn.artifacts import (
     HGNNModel,
-    check_graph,
     embed_items,
+    find_warm_start,
     graph_info,
     save_model,
 )
@@ -41,7 +43,8 @@ class HGNNResult:
 
     Args:
         embeddings: HGNN embeddings of every catalog item.
-        metrics: the content of ``metrics.json``.
+        metrics: the content of ``metrics.json``, with ``None`` for NaN and
+            infinite values.
         checkpoint_uri: the last Ray Train checkpoint, to resume or
             warm-start from.
     """
@@ -72,8 +75,11 @@ def train_hgnn(
         The embeddings, metrics and last checkpoint.
 
     Raises:
-        ValueError: if the graph lacks what training needs, or a remote
-            launcher is given local paths.
+        ValueError: if the graph lacks what training needs, an epoch would
+            train nothing, or a remote launcher is given local paths.
+        FileNotFoundError: if ``resume_from`` contains no weights file.
+        FileExistsError: if ``config.run_name`` names an existing run
+            folder and ``config.resume_run`` is false.
     """
     if config.launcher == "local":
         return _train_with_ray(graph_uri, out_uri, config, resume_from)
@@ -87,13 +93,19 @@ def _train_with_ray(
     graph_uri: str, out_uri: str, config: HGNNConfig, resume_from: str | None
 ) -> HGNNResult:
     from gfm.graph import load_graph
-    from gfm.hgnn.distributed import ray_cluster, run_ray_training
+    from gfm.hgnn.distributed import check_run_folder, ray_cluster, run_ray_training
+    from gfm.hgnn.loop import check_training_data
 
     started = time.perf_counter()
+    # Check the inputs before Ray starts, because inside the workers an error
+    # would only surface after max_failures restarts of the worker group.
     data = load_graph(graph_uri).data
-    check_graph(data)
+    check_training_data(data, config, warn=False)
+    if resume_from:
+        find_warm_start(resume_from)
     storage_path = config.storage_path or storage.join(out_uri, "ray")
-    run_name = config.run_name or time.strftime("hgnn-%Y%m%d-%H%M%S", time.gmtime())
+    run_name = config.run_name or default_run_name()
+    check_run_folder(storage_path, run_name, resume_run=config.resume_run)
     logger.info(
         "training the HGNN on %s into %s (run %s, warm start %s)",
         graph_uri,
@@ -136,11 +148,22 @@ def _train_with_ray(
         "run_uri": run.run_uri,
         "graph": model.graph_info,
     }
-    storage.write_json(storage.join(out_uri, METRICS_FILE), _finite(metrics))
+    metrics = _finite(metrics)
+    storage.write_json(storage.join(out_uri, METRICS_FILE), metrics)
     logger.info("wrote the HGNN outputs to %s", out_uri)
     return HGNNResult(
         embeddings=embeddings, metrics=metrics, checkpoint_uri=run.checkpoint_uri
     )
+
+
+def default_run_name() -> str:
+    """Return a new Ray Train run name, unique per call.
+
+    The UTC time to the microsecond and 6 random hex digits keep two runs
+    that start in the same second under one ``storage_path`` apart.
+    """
+    now = datetime.now(UTC)
+    return f"hgnn-{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(3)}"
 
 
 def _model_edge_types(data) -> list:
