@@ -31,8 +31,10 @@ from gfm.hgnn.config import ClusterConfig
 
 logger = logging.getLogger(__name__)
 
-# Seconds to wait for a RayCluster's job agent to accept submissions.
-SUBMIT_AGENT_WAIT_S = 60.0
+# Seconds to wait for a RayCluster's job agent to accept submissions. A
+# local 2-CPU cluster whose cores other processes kept busy took over 60 s
+# to register its agent, and a head pod that just started can be slower.
+SUBMIT_AGENT_WAIT_S = 180.0
 
 RAYJOB_GROUP = "ray.io"
 RAYJOB_VERSION = "v1"
