@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from gfm.data import load_dataset
-from gfm.data.splits import split_dataset
 from gfm.embeddings import ItemEmbeddings
 from gfm.twotower import TwoTowerConfig, train_two_tower
 

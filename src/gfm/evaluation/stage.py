@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from gfm import storage
 from gfm.data.dataset import Dataset
 from gfm.data.splits import Split
 from gfm.embeddings import ItemEmbeddings

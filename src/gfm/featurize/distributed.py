@@ -121,7 +121,6 @@ def _embed_with_ray_data_llm(
     texts: Sequence[str], model: ResolvedModel, config: FeaturizeConfig, num_actors: int,
     device: str,
 ) -> np.ndarray:
-    import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     engine_kwargs = llm_kwargs(model, device, config.vllm)
