@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,11 +67,62 @@ def test_fingerprint_ignores_folder_and_tracks_weights(tmp_path):
     assert model_fingerprint(first) != model_fingerprint(other)
 
 
-def test_max_length_prefers_sentence_transformers_setting(tmp_path):
+def test_max_length_is_minimum_of_stated_limits(tmp_path):
     assert model_max_length(_fake_model(tmp_path / "a", seq_length=128)) == 128
     assert model_max_length(_fake_model(tmp_path / "b", seq_length=None)) == 512
     assert model_max_length(_fake_model(tmp_path / "c", seq_length=1024,
                                         max_positions=512)) == 512
+
+
+def test_max_length_uses_tokenizer_limit_below_positions(tmp_path):
+    folder = _fake_model(tmp_path / "a", max_positions=1024, seq_length=None)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 300}))
+
+    assert model_max_length(folder) == 300
+
+
+def test_max_length_ignores_tokenizer_sentinel(tmp_path):
+    folder = _fake_model(tmp_path / "a", max_positions=512, seq_length=None)
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": 1000000000000000019884624838656}))
+
+    assert model_max_length(folder) == 512
+
+
+def test_max_length_subtracts_roberta_padding_offset(tmp_path):
+    folder = _fake_model(tmp_path / "a", max_positions=514, seq_length=None)
+    (folder / "config.json").write_text(json.dumps(
+        {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}))
+
+    assert model_max_length(folder) == 512
+
+
+def test_roberta_folder_embeds_long_text(tmp_path, small_items):
+    from transformers import RobertaConfig, RobertaModel
+
+    from gfm.featurize import FeaturizeConfig, featurize_items
+
+    folder = tmp_path / "roberta-tiny"
+    folder.mkdir()
+    default = Path(settings.default_embedding_model())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        shutil.copy(default / name, folder)
+    # 514 position embeddings and no sentence_bert_config.json, as roberta-base.
+    config = RobertaConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=64,
+                           max_position_embeddings=514, pad_token_id=1)
+    RobertaModel(config).save_pretrained(folder)
+    items = small_items.iloc[:2].copy()
+    items.loc[0, "description"] = "word " * 2000
+
+    result = featurize_items(items, FeaturizeConfig(
+        model=str(folder), engine="sentence-transformers", device="cpu"))
+
+    assert resolve_model(str(folder)).max_length == 512
+    assert result.dim == 48
+    assert result.metadata["max_length"] == 512
+    assert result.metadata["truncated"] == 1
 
 
 def test_max_length_missing_raises(tmp_path):

@@ -111,27 +111,60 @@ def _read_json(path: Path) -> dict:
 def model_max_length(path: str | os.PathLike) -> int:
     """Return the tokens per text a model folder accepts.
 
-    The sentence-transformers setting ``max_seq_length`` wins, because it
-    is the length the model was trained for. Without it the position
-    embedding count of ``config.json`` applies, else the tokenizer's limit.
+    The result is the minimum of every limit the folder states: the
+    sentence-transformers ``max_seq_length``, the usable position embeddings
+    of ``config.json`` and the tokenizer's ``model_max_length``. RoBERTa-style
+    models reserve the first ``pad_token_id + 1`` position embeddings, so
+    514 positions give 512 usable tokens. A tokenizer without a limit stores
+    a huge sentinel such as 1e30, which is ignored.
 
     Raises:
         ValueError: if the folder states no limit at all.
     """
     path = Path(path)
-    sbert = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
-    config = _read_json(path / "config.json").get("max_position_embeddings")
-    tokenizer = _read_json(path / "tokenizer_config.json").get("model_max_length")
-    for value in (sbert, config, tokenizer):
-        # Tokenizers without a limit store a huge sentinel such as 1e30.
-        if isinstance(value, int) and 0 < value < 1_000_000:
-            if config and isinstance(config, int):
-                return min(value, config)
-            return value
-    raise ValueError(
-        f"model folder {str(path)!r} states no maximum sequence length; set "
-        "featurize.max_length"
-    )
+    config = _read_json(path / "config.json")
+    limits = {
+        "sentence_bert_config.json max_seq_length":
+            _read_json(path / "sentence_bert_config.json").get("max_seq_length"),
+        "config.json max_position_embeddings": _usable_positions(config),
+        "tokenizer_config.json model_max_length":
+            _read_json(path / "tokenizer_config.json").get("model_max_length"),
+    }
+    valid = {source: value for source, value in limits.items() if _is_sane_limit(value)}
+    if not valid:
+        raise ValueError(
+            f"model folder {str(path)!r} states no maximum sequence length; set "
+            "featurize.max_length"
+        )
+    source = min(valid, key=valid.get)
+    logger.debug("model %s: max length %d from %s (limits found: %s)",
+                 path, valid[source], source, valid)
+    return valid[source]
+
+
+# Text encoder types whose position ids start after the padding index
+# (``create_position_ids_from_input_ids`` in transformers 5.19), so the first
+# ``pad_token_id + 1`` of ``max_position_embeddings`` never hold a token.
+_PADDING_OFFSET_MODEL_TYPES = frozenset({
+    "camembert", "data2vec-text", "esm", "ibert", "longformer", "luke", "mpnet",
+    "roberta", "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "xmod",
+})
+
+
+def _usable_positions(config: dict) -> int | None:
+    positions = config.get("max_position_embeddings")
+    if not _is_sane_limit(positions):
+        return None
+    if config.get("model_type") in _PADDING_OFFSET_MODEL_TYPES:
+        pad_token_id = config.get("pad_token_id")
+        offset = pad_token_id + 1 if isinstance(pad_token_id, int) else 2
+        return positions - offset
+    return positions
+
+
+def _is_sane_limit(value: object) -> bool:
+    # bool is an int subclass; 1_000_000 excludes the "no limit" sentinels.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:
