@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,52 @@ def test_fingerprint_ignores_folder_and_tracks_weights(tmp_path):
 
     assert model_fingerprint(first) == model_fingerprint(copy)
     assert model_fingerprint(first) != model_fingerprint(other)
+
+
+def test_fingerprint_tracks_weight_bytes_of_equal_size(tmp_path):
+    first = _fake_model(tmp_path / "a", weights=b"0123")
+    perturbed = _fake_model(tmp_path / "b", weights=b"0124")
+
+    assert model_fingerprint(first) != model_fingerprint(perturbed)
+
+
+@pytest.mark.parametrize("relative", [
+    "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/model.safetensors",
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+    "config_sentence_transformers.json",
+])
+def test_fingerprint_tracks_module_and_tokenizer_files(tmp_path, relative):
+    base = _fake_model(tmp_path / "a")
+    changed = _fake_model(tmp_path / "b")
+    for folder, content in ((base, "one"), (changed, "two")):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(content)
+
+    assert model_fingerprint(base) != model_fingerprint(changed)
+
+
+@pytest.mark.parametrize("relative", [
+    "README.md", ".gitattributes", ".git/HEAD", "onnx/model.onnx", "openvino/model.bin",
+    "LICENSE",
+])
+def test_fingerprint_skips_docs_and_other_runtimes(tmp_path, relative):
+    base = _fake_model(tmp_path / "a")
+    before = model_fingerprint(base)
+    (base / relative).parent.mkdir(parents=True, exist_ok=True)
+    (base / relative).write_text("not read by either engine")
+
+    assert model_fingerprint(base) == before
+
+
+def test_fingerprint_sees_rewrite_in_same_process(tmp_path):
+    folder = _fake_model(tmp_path / "a", weights=b"0123")
+    before = model_fingerprint(folder)
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    weights.write_bytes(b"9876")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+    assert model_fingerprint(folder) != before
 
 
 def test_max_length_is_minimum_of_stated_limits(tmp_path):

@@ -3,11 +3,15 @@ engine on CPU."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from gfm import storage
+from gfm import settings, storage
 from gfm.data.schema import ITEMS_SCHEMA
 from gfm.embeddings import ItemEmbeddings
 from gfm.featurize import (
@@ -106,6 +110,41 @@ def test_featurize_items_template_change_misses_cache(small_items, tmp_path):
 
     assert result.metadata["embedded"] == 1
     assert result.metadata["reused"] == 5
+
+
+def _copy_default_model(folder) -> str:
+    shutil.copytree(settings.default_embedding_model(), folder)
+    return str(folder)
+
+
+def test_featurize_model_change_misses_cache(small_items, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    cache_uri = str(tmp_path / "cache")
+    base = _copy_default_model(tmp_path / "base")
+    perturbed = _copy_default_model(tmp_path / "perturbed")
+    weights = Path(perturbed, "model.safetensors")
+    size = weights.stat().st_size
+    rng = np.random.default_rng(0)
+    tensors = {name: tensor + rng.normal(0, 0.05, tensor.shape).astype(tensor.dtype)
+               for name, tensor in load_file(weights).items()}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    cls_pooling = _copy_default_model(tmp_path / "cls-pooling")
+    pooling_file = Path(cls_pooling, "1_Pooling", "config.json")
+    pooling = json.loads(pooling_file.read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling_file.write_text(json.dumps(pooling))
+
+    featurize_items(small_items, _config(model=base, cache_uri=cache_uri))
+    after_weights = featurize_items(small_items, _config(model=perturbed, cache_uri=cache_uri))
+    after_pooling = featurize_items(small_items, _config(model=cls_pooling,
+                                                         cache_uri=cache_uri))
+
+    assert weights.stat().st_size == size
+    assert after_weights.metadata["embedded"] == 6
+    assert after_weights.metadata["reused"] == 0
+    assert after_pooling.metadata["embedded"] == 6
+    assert after_pooling.metadata["reused"] == 0
 
 
 def test_featurize_dataset_gcs_with_cache(small_items, gcs_emulator):

@@ -1,5 +1,5 @@
 """Embedding model folders: where they are, how long their inputs may be, and
-a fingerprint that names their weights in cache keys."""
+a fingerprint of their files for cache keys."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gfm import settings
 
 logger = logging.getLogger(__name__)
-
-# Files whose names and sizes identify a model's weights.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-
 
 class ModelNotFoundError(ValueError):
     """The configured embedding model is neither a folder nor a cached model."""
@@ -30,8 +27,9 @@ class ResolvedModel:
         name: the model as configured (folder or Hugging Face name).
         path: local folder with its config, tokenizer and weights.
         max_length: tokens per text the model accepts, special tokens included.
-        fingerprint: hex digest of the model's config and weight files'
-            names and sizes; equal for copies of one model in other folders.
+        fingerprint: SHA-256 hex digest of the folder's files (weights,
+            configs, tokenizer), see :func:`model_fingerprint`; equal for
+            copies of one model in other folders.
     """
 
     name: str
@@ -167,17 +165,69 @@ def _is_sane_limit(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000
 
 
+# Files that neither engine reads: exports for other runtimes (ONNX,
+# OpenVINO, TensorFlow, Flax, rust-bert), Python bytecode and Markdown docs.
+_SKIPPED_FOLDERS = frozenset({"onnx", "openvino", "__pycache__"})
+_SKIPPED_SUFFIXES = frozenset({".onnx", ".h5", ".msgpack", ".ot", ".tflite", ".md"})
+
+# Bytes read per step while hashing, so multi-gigabyte weights need little memory.
+_HASH_CHUNK_BYTES = 8 * 1024 * 1024
+
+# SHA-256 of file contents by (real path, size, mtime in ns), so a process
+# hashes each weight file once.
+_file_digests: dict[tuple[str, int, int], str] = {}
+
+
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Hash a model folder's ``config.json`` and its weight files' names and
-    sizes (not their bytes, which can be gigabytes)."""
-    path = Path(path)
+    """Hash the relative path and bytes of every file of a model folder.
+
+    Covers the weights, ``config.json``, every sentence-transformers module
+    folder (``1_Pooling/config.json``, ``2_Dense/...``), the tokenizer files
+    and remote code. Skipped are hidden files and folders, Markdown files,
+    licenses and exports for other runtimes (``onnx/``, ``openvino/``,
+    ``*.onnx``, ``*.h5``, ``*.msgpack``, ``*.ot``, ``*.tflite``). Copies of one
+    model in other folders get the same fingerprint.
+    """
+    root = Path(path)
     digest = hashlib.sha256()
-    for name in ("config.json", "modules.json", "sentence_bert_config.json"):
-        file = path / name
-        if file.is_file():
-            digest.update(name.encode())
-            digest.update(file.read_bytes())
-    for file in sorted(path.rglob("*")):
-        if file.is_file() and file.suffix in _WEIGHT_SUFFIXES:
-            digest.update(f"{file.relative_to(path)}:{file.stat().st_size}".encode())
+    for file in _fingerprinted_files(root):
+        relative = file.relative_to(root).as_posix().encode("utf-8")
+        digest.update(len(relative).to_bytes(8, "little"))
+        digest.update(relative)
+        digest.update(bytes.fromhex(_file_digest(file)))
     return digest.hexdigest()
+
+
+def _fingerprinted_files(root: Path) -> list[Path]:
+    files = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = sorted(
+            name for name in subfolders
+            if not name.startswith(".") and name not in _SKIPPED_FOLDERS
+        )
+        for name in names:
+            file = Path(folder, name)
+            if name.startswith(".") or name.upper().startswith(("LICENSE", "NOTICE")):
+                continue
+            if file.suffix.lower() in _SKIPPED_SUFFIXES or not file.is_file():
+                continue
+            files.append(file)
+    return sorted(files, key=lambda file: file.relative_to(root).as_posix())
+
+
+def _file_digest(file: Path) -> str:
+    real = os.path.realpath(file)
+    stat = os.stat(real)
+    key = (real, stat.st_size, stat.st_mtime_ns)
+    if key not in _file_digests:
+        started = time.monotonic()
+        digest = hashlib.sha256()
+        with open(real, "rb") as handle:
+            for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
+                digest.update(chunk)
+        _file_digests[key] = digest.hexdigest()
+        seconds = time.monotonic() - started
+        if seconds > 1.0:
+            logger.info("hashed %s (%.1f GB) in %.1f s for the model fingerprint",
+                        file, stat.st_size / 1e9, seconds)
+    return _file_digests[key]
