@@ -3,12 +3,14 @@ engine on CPU."""
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gfm import settings, storage
@@ -23,6 +25,7 @@ from gfm.featurize import (
 )
 from gfm.featurize.engine import SentenceTransformersEngine
 from gfm.featurize.models import resolve_model
+from gfm.featurize.run import EmbedOutcome, featurize_with
 
 ST = "sentence-transformers"
 
@@ -110,6 +113,62 @@ def test_featurize_items_template_change_misses_cache(small_items, tmp_path):
 
     assert result.metadata["embedded"] == 1
     assert result.metadata["reused"] == 5
+
+
+def test_featurize_recovers_from_damaged_cache(small_items, tmp_path, gfm_logs):
+    config = _config(cache_uri=str(tmp_path / "cache"))
+    first = featurize_items(small_items, config)
+    [shard] = glob.glob(str(tmp_path / "cache" / "*" / "part-*.parquet"))
+    table = pq.read_table(shard)
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    vectors[0] = np.nan
+    vectors[1] *= 7
+    pq.write_table(pa.table({"key": table.column("key"), "embedding":
+                             pa.FixedSizeListArray.from_arrays(vectors.reshape(-1), 384)}),
+                   shard)
+
+    repaired = featurize_items(small_items, config)
+    with open(shard, "r+b") as handle:
+        handle.truncate(100)
+    pq.write_table(pa.table({"key": ["k"]}), shard.replace("part-", "part-0"))
+    after_truncation = featurize_items(small_items, config)
+
+    assert repaired.metadata["cache_invalid"] == 2
+    assert repaired.metadata["embedded"] == 2
+    assert repaired.metadata["reused"] == 4
+    np.testing.assert_allclose(np.linalg.norm(repaired.matrix, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(repaired.matrix, first.matrix, atol=1e-5)
+    assert after_truncation.metadata["cache_skipped_shards"] == 2
+    assert after_truncation.metadata["reused"] == 2
+    assert after_truncation.metadata["embedded"] == 4
+    np.testing.assert_allclose(after_truncation.matrix, first.matrix, atol=1e-5)
+    assert f"skipping unreadable shard {shard}" in gfm_logs.text
+
+
+def _fake_backend(dim: int, calls: list[int]):
+    def backend(texts, model, config) -> EmbedOutcome:
+        calls.append(len(texts))
+        matrix = np.zeros((len(texts), dim), dtype=np.float32)
+        matrix[:, 0] = 1.0
+        return EmbedOutcome(matrix=matrix, engine="fake", load_seconds=0.0,
+                            embed_seconds=1.0, extra={})
+    return backend
+
+
+def test_featurize_cache_of_other_dim_embeds_again(small_items, tmp_path, gfm_logs):
+    config = _config(cache_uri=str(tmp_path / "cache"))
+    featurize_with(small_items, config, _fake_backend(8, []))
+    small_items.loc[0, "title"] = "Toy Story 2"
+    calls: list[int] = []
+
+    result = featurize_with(small_items, config, _fake_backend(4, calls))
+
+    assert calls == [1, 6]
+    assert result.dim == 4
+    assert result.metadata["embedded"] == 6
+    assert result.metadata["reused"] == 0
+    assert result.metadata["cache_invalid"] == 5
+    assert "contains rows of dim 8 but the engine returns dim 4" in gfm_logs.text
 
 
 def _copy_default_model(folder) -> str:

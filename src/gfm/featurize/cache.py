@@ -15,6 +15,12 @@ Each run that embeds something adds one Parquet shard with columns ``key``
 are written whole in one atomic write, so concurrent runs never see a
 partial shard. Once a model folder contains more than :data:`MAX_SHARDS`
 shards, a run merges the ones it read into one and deletes them.
+
+A damaged or vanished shard does not fail a run: a shard that vanishes
+under a concurrent merge is skipped, and an unreadable or malformed shard
+is skipped with a warning.
+Cached rows are checked (finite, unit norm, one dimension), so a damaged
+row is embedded again instead of reaching the output.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 MAX_SHARDS = 8
 
+# Largest deviation from norm 1 a cached row may have. Float32 rows that
+# ``gfm.featurize.engine.l2_normalize`` scaled pass the tests' 1e-5 check.
+NORM_TOLERANCE = 1e-3
+
 _SHARD_PREFIX = "part-"
 _SHARD_SUFFIX = ".parquet"
 
@@ -53,6 +63,10 @@ def cache_key(model: ResolvedModel, template: str, template_version: str, text: 
 class EmbeddingCache:
     """Embeddings of one model stored below ``uri``.
 
+    After :meth:`load`, ``skipped_shards`` lists the shards that could not be
+    used (unreadable, malformed, or of a minority dimension) and
+    ``invalid_rows`` counts cached rows rejected by the row check.
+
     Args:
         uri: the cache folder, local or ``gs://``.
         model: the model whose entries are read and written.
@@ -60,36 +74,96 @@ class EmbeddingCache:
 
     def __init__(self, uri: str, model: ResolvedModel) -> None:
         self.uri = storage.join(uri, model.fingerprint[:16])
+        self.skipped_shards: list[str] = []
+        self.invalid_rows = 0
         self._shards: list[str] = []
         self._index: dict[str, int] = {}
+        self._invalid_keys: set[str] = set()
         self._matrix = np.zeros((0, 0), dtype=np.float32)
 
     def load(self) -> int:
-        """Read every shard; return the number of distinct cached keys."""
+        """Read every shard; return the number of distinct cached keys.
+
+        Shards that another run deletes while this one reads (a concurrent
+        compaction) are skipped, and the folder is listed once more to pick
+        up the merged shard that replaced them. Unreadable or malformed
+        shards are skipped with a warning. Rows that are not finite, not of
+        unit norm within :data:`NORM_TOLERANCE` or have a null key are left
+        out of the index, so their items are embedded again.
+        """
         started = time.monotonic()
-        shards = [
+        self.skipped_shards = []
+        shards = self._read_shards()
+        dim = _majority_dim(shards)
+        keys: list[str] = []
+        matrices = []
+        invalid_keys: set[str] = set()
+        self._shards, self.invalid_rows = [], 0
+        for uri, (shard_keys, matrix) in shards.items():
+            if matrix.shape[1] != dim:
+                logger.warning(
+                    "embedding cache: skipping shard %s: dim %d, but most cached rows "
+                    "have dim %d; delete the shard", uri, matrix.shape[1], dim)
+                self.skipped_shards.append(uri)
+                continue
+            valid = _valid_rows(shard_keys, matrix)
+            if not valid.all():
+                bad = np.flatnonzero(~valid)
+                logger.warning(
+                    "embedding cache: %d of %d rows of shard %s are not finite, not of "
+                    "unit norm or have no key, first row %d; their items are embedded "
+                    "again", bad.size, len(valid), uri, bad[0])
+                invalid_keys.update(shard_keys[row] for row in bad if shard_keys[row])
+                self.invalid_rows += int(bad.size)
+            keys.extend(key for key, ok in zip(shard_keys, valid) if ok)
+            matrices.append(matrix[valid])
+            self._shards.append(uri)
+        # Later shards win for a repeated key; their vectors are equal anyway.
+        self._index = {key: row for row, key in enumerate(keys)}
+        self._invalid_keys = invalid_keys - self._index.keys()
+        self._matrix = (np.concatenate(matrices) if matrices
+                        else np.zeros((0, dim or 0), dtype=np.float32))
+        logger.info("embedding cache %s: %d keys in %d shards, read in %.1f s "
+                    "(%d shards skipped, %d invalid rows)",
+                    self.uri, len(self._index), len(self._shards),
+                    time.monotonic() - started, len(self.skipped_shards), self.invalid_rows)
+        return len(self._index)
+
+    def count_invalid(self, keys: Sequence[str]) -> int:
+        """Count ``keys`` whose only cached rows failed the row check of
+        :meth:`load`."""
+        return sum(key in self._invalid_keys for key in keys)
+
+    def _read_shards(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Read every shard that exists, in listing order."""
+        shards: dict[str, tuple[list[str | None], np.ndarray]] = {}
+        for listing in ("first", "second"):
+            vanished = 0
+            for uri in self._list_shards():
+                if uri in shards or uri in self.skipped_shards:
+                    continue
+                try:
+                    shards[uri] = _read_shard(uri)
+                except FileNotFoundError:
+                    logger.debug("embedding cache: shard %s was deleted after the %s "
+                                 "listing, by another run's merge", uri, listing)
+                    vanished += 1
+                except (OSError, ValueError) as error:
+                    logger.warning("embedding cache: skipping unreadable shard %s: %s; "
+                                   "delete the shard", uri, error)
+                    self.skipped_shards.append(uri)
+            if not vanished:
+                break
+            # A merge that deleted shards wrote their rows to a new shard.
+            logger.debug("embedding cache: %d shards vanished after the %s listing "
+                         "of %s", vanished, listing, self.uri)
+        return shards
+
+    def _list_shards(self) -> list[str]:
+        return [
             uri for uri in storage.list_files(self.uri)
             if uri.rsplit("/", 1)[-1].startswith(_SHARD_PREFIX) and uri.endswith(_SHARD_SUFFIX)
         ]
-        keys: list[str] = []
-        matrices = []
-        for uri in shards:
-            shard_keys, matrix = _read_shard(uri)
-            if matrices and matrix.shape[1] != matrices[0].shape[1]:
-                raise ValueError(
-                    f"cache shard {uri} has dim {matrix.shape[1]}, others "
-                    f"{matrices[0].shape[1]}; delete the folder {self.uri} to reset "
-                    "the cache"
-                )
-            keys.extend(shard_keys)
-            matrices.append(matrix)
-        self._shards = shards
-        # Later shards win for a repeated key; their vectors are equal anyway.
-        self._index = {key: row for row, key in enumerate(keys)}
-        self._matrix = np.concatenate(matrices) if matrices else self._matrix
-        logger.info("embedding cache %s: %d keys in %d shards, read in %.1f s",
-                    self.uri, len(self._index), len(shards), time.monotonic() - started)
-        return len(self._index)
 
     def lookup(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Find cached embeddings.
@@ -156,9 +230,58 @@ class EmbeddingCache:
         self._shards = [merged_shard]
 
 
-def _read_shard(uri: str) -> tuple[list[str], np.ndarray]:
+class MalformedShardError(ValueError):
+    """A cache shard without the ``key`` and ``embedding`` columns this module
+    writes."""
+
+
+def _read_shard(uri: str) -> tuple[list[str | None], np.ndarray]:
+    """Read a shard's keys and its float32 ``[rows, dim]`` matrix.
+
+    Raises:
+        FileNotFoundError: if the shard no longer exists.
+        MalformedShardError: if its columns are not those of a shard.
+        OSError, ValueError: if Parquet cannot read it (pyarrow's
+            ``ArrowInvalid`` is a ValueError).
+    """
     table = storage.read_table(uri)
+    names = table.schema.names
+    if "key" not in names or "embedding" not in names:
+        raise MalformedShardError(
+            f"expected columns ['key', 'embedding'], found {names}")
+    embedding_type = table.schema.field("embedding").type
+    if not (pa.types.is_fixed_size_list(embedding_type)
+            and pa.types.is_floating(embedding_type.value_type)):
+        raise MalformedShardError(
+            f"column 'embedding' has type {embedding_type}, expected a fixed-size "
+            "list of floats")
+    if not pa.types.is_string(table.schema.field("key").type):
+        raise MalformedShardError(
+            f"column 'key' has type {table.schema.field('key').type}, expected string")
     column = table.column("embedding").combine_chunks()
     dim = column.type.list_size
-    matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    return table.column("key").to_pylist(), matrix.astype(np.float32, copy=False)
+    # ``values`` keeps a slot per null row, unlike ``flatten()``; null rows
+    # and null entries become NaN, which the row check rejects.
+    values = column.values.slice(column.offset * dim, len(column) * dim)
+    matrix = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    if column.null_count:
+        matrix[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+    return table.column("key").to_pylist(), matrix
+
+
+def _valid_rows(keys: list[str | None], matrix: np.ndarray) -> np.ndarray:
+    """Return bool ``[rows]``: finite, unit-norm rows with a key."""
+    norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+    finite = np.isfinite(matrix).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        unit = np.abs(norms - 1.0) <= NORM_TOLERANCE
+    has_key = np.array([bool(key) for key in keys], dtype=bool)
+    return finite & unit & has_key
+
+
+def _majority_dim(shards: dict[str, tuple[list[str | None], np.ndarray]]) -> int | None:
+    """Return the dimension of most cached rows; ties go to the first shard."""
+    rows_per_dim: dict[int, int] = {}
+    for _, matrix in shards.values():
+        rows_per_dim[matrix.shape[1]] = rows_per_dim.get(matrix.shape[1], 0) + len(matrix)
+    return max(rows_per_dim, key=rows_per_dim.get) if rows_per_dim else None

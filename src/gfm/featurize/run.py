@@ -102,7 +102,8 @@ def _assemble(found: np.ndarray, cached: np.ndarray, outcome: EmbedOutcome | Non
 
 
 def _metadata(config: FeaturizeConfig, catalog: CatalogTexts, model: ResolvedModel,
-              dim: int, found: np.ndarray, outcome: EmbedOutcome | None) -> dict[str, Any]:
+              dim: int, found: np.ndarray, outcome: EmbedOutcome | None,
+              cache_counts: dict[str, int]) -> dict[str, Any]:
     embedded = int((~found).sum())
     embed_seconds = outcome.embed_seconds if outcome else 0.0
     return {
@@ -126,10 +127,33 @@ def _metadata(config: FeaturizeConfig, catalog: CatalogTexts, model: ResolvedMod
         "items_per_second": round(embedded / embed_seconds, 1) if embed_seconds else None,
         "batch_size": config.batch_size,
         "cache_uri": config.cache_uri,
+        **cache_counts,
         "created_at": datetime.now(timezone.utc).isoformat(),
         "gfm_version": __version__,
         **(outcome.extra if outcome else {}),
     }
+
+
+def _lookup_cache(
+    config: FeaturizeConfig, model: ResolvedModel, keys: list[str]
+) -> tuple[EmbeddingCache | None, np.ndarray, np.ndarray, dict[str, int]]:
+    """Load the cache of ``config.cache_uri`` and look up ``keys``.
+
+    Returns:
+        The cache (None without ``cache_uri``), bool ``found [n]``, the
+        float32 cached rows of the found keys, and the ``cache_invalid`` and
+        ``cache_skipped_shards`` counts for the metadata.
+    """
+    counts = {"cache_invalid": 0, "cache_skipped_shards": 0}
+    if not config.cache_uri:
+        return None, np.zeros(len(keys), dtype=bool), np.zeros((0, 0), np.float32), counts
+    cache = EmbeddingCache(config.cache_uri, model)
+    cache.load()
+    found, cached = cache.lookup(keys)
+    counts["cache_invalid"] = cache.count_invalid(
+        [key for key, hit in zip(keys, found) if not hit])
+    counts["cache_skipped_shards"] = len(cache.skipped_shards)
+    return cache, found, cached, counts
 
 
 def featurize_with(
@@ -147,26 +171,35 @@ def featurize_with(
 
     keys = [cache_key(model, template, config.template_version, text)
             for template, text in zip(catalog.templates, catalog.texts)]
-    cache = EmbeddingCache(config.cache_uri, model) if config.cache_uri else None
-    if cache is not None:
-        cache.load()
-        found, cached = cache.lookup(keys)
-    else:
-        found, cached = np.zeros(len(keys), dtype=bool), np.zeros((0, 0), np.float32)
+    cache, found, cached, cache_counts = _lookup_cache(config, model, keys)
 
     missing_rows = np.flatnonzero(~found)
     outcome = None
     if missing_rows.size:
         outcome = backend([catalog.texts[row] for row in missing_rows], model, config)
+        dim = outcome.matrix.shape[1]
+        if found.any() and cached.shape[1] != dim:
+            # EmbeddingCache.load keeps rows of one dim only, so no cached row fits.
+            logger.warning("embedding cache %s contains rows of dim %d but the engine "
+                           "returns dim %d; embedding the %d cached items again; delete "
+                           "that folder to stop this",
+                           cache.uri, cached.shape[1], dim, int(found.sum()))
+            cache_counts["cache_invalid"] += int(found.sum())
+            found = np.zeros(len(keys), dtype=bool)
+            cached = np.zeros((0, dim), np.float32)
+            missing_rows = np.arange(len(keys))
+            outcome = backend(catalog.texts, model, config)
         if cache is not None:
             cache.add([keys[row] for row in missing_rows], outcome.matrix)
     matrix = _assemble(found, cached, outcome)
 
-    metadata = _metadata(config, catalog, model, matrix.shape[1], found, outcome)
+    metadata = _metadata(config, catalog, model, matrix.shape[1], found, outcome,
+                         cache_counts)
     metadata["total_seconds"] = round(time.monotonic() - started, 3)
-    logger.info("featurized %d items in %.1f s: %d embedded, %d reused, %d truncated, "
-                "engine %s, %s items/s", len(matrix), metadata["total_seconds"],
-                metadata["embedded"], metadata["reused"], metadata["truncated"],
+    logger.info("featurized %d items in %.1f s: %d embedded (%d of them over an invalid "
+                "cached row), %d reused, %d truncated, engine %s, %s items/s",
+                len(matrix), metadata["total_seconds"], metadata["embedded"],
+                metadata["cache_invalid"], metadata["reused"], metadata["truncated"],
                 metadata["engine"], metadata["items_per_second"])
     return ItemEmbeddings(
         item_ids=items["item_id"].astype(str).tolist(),
