@@ -5,6 +5,9 @@ vLLM loads the model with ``runner="pooling"`` and embeds with
 0.32.0 was seen to abort at interpreter exit (exit code 134, "terminate
 called without an active exception") after its results were out. The
 protocol of :mod:`gfm.featurize.engine_process` keeps every complete result.
+The child's output, that of vLLM's engine-core process included, goes to a
+log file that the parent copies to its stderr and quotes when the child
+fails.
 
 The spawn start method re-imports the parent's ``__main__`` module in the
 child, so a script that creates this engine needs an
@@ -25,7 +28,12 @@ import numpy as np
 
 from gfm.featurize.config import VLLMOptions
 from gfm.featurize.engine import VLLM, EmbeddingEngine, l2_normalize
-from gfm.featurize.engine_process import EngineProcessClient, send_error, serve_requests
+from gfm.featurize.engine_process import (
+    EngineProcessClient,
+    redirect_output,
+    send_error,
+    serve_requests,
+)
 from gfm.featurize.models import ResolvedModel
 
 logger = logging.getLogger(__name__)
@@ -66,7 +74,10 @@ class VLLMEngine(EmbeddingEngine):
     name = VLLM
 
     def __init__(self, model: ResolvedModel, device: str, options: VLLMOptions) -> None:
-        spec = {"llm": llm_kwargs(model, device, options), "max_length": model.max_length}
+        workdir = tempfile.mkdtemp(prefix="gfm-vllm-")
+        log_path = os.path.join(workdir, "engine.log")
+        spec = {"llm": llm_kwargs(model, device, options), "max_length": model.max_length,
+                "log_path": log_path}
         context = multiprocessing.get_context("spawn")
         conn, child_conn = context.Pipe()
         # Not a daemon: vLLM starts processes of its own, which daemons may not.
@@ -77,7 +88,7 @@ class VLLMEngine(EmbeddingEngine):
         process.start()
         child_conn.close()
         self._client = EngineProcessClient(
-            process, conn, tempfile.mkdtemp(prefix="gfm-vllm-"), options.request_timeout_s
+            process, conn, workdir, options.request_timeout_s, log_path=log_path
         )
         ready = self._client.wait_ready(options.start_timeout_s)
         self._dim = int(ready["dim"])
@@ -108,6 +119,8 @@ def _serve(conn: Connection, spec: dict[str, Any]) -> None:
     # A process group of its own lets the parent kill vLLM's engine-core
     # process together with this one.
     os.setpgrp()
+    # The parent copies this log to its stderr and quotes its end in errors.
+    redirect_output(spec["log_path"])
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gfm.logging_setup import configure_logging
