@@ -40,7 +40,11 @@ def test_render_texts_default_templates_per_type():
     assert texts[2] == "post-rock"
 
 
-@pytest.mark.parametrize("missing", [None, float("nan"), pd.NA, "", "   "])
+@pytest.mark.parametrize("missing", [
+    None, float("nan"), pd.NA, pd.NaT, "", "   ", np.float32("nan"), np.float64("nan"),
+    float("inf"), -np.inf, np.datetime64("NaT"), np.timedelta64("NaT"), "\u200b",
+    " \u200b\u2060\ufeff ",
+])
 def test_render_missing_scalar_drops_its_group(missing):
     template = Template("{title}[ ({language})][. {description}]")
 
@@ -51,9 +55,15 @@ def test_render_missing_scalar_drops_its_group(missing):
     assert missing_fields == ["language"]
     assert "None" not in text
     assert "nan" not in text
+    assert "NaT" not in text
+    assert "inf" not in text
 
 
-@pytest.mark.parametrize("missing", [None, [], [None, "", "  "], np.array([], dtype=object)])
+@pytest.mark.parametrize("missing", [
+    None, [], [None, "", "  "], np.array([], dtype=object),
+    [np.float32("nan"), pd.NA, pd.NaT, np.datetime64("NaT"), float("inf"), "\u200b"],
+    np.array([np.nan, np.nan], dtype=np.float32),
+])
 def test_render_missing_list_drops_its_group(missing):
     template = Template("{title}[. Tags: {tags}]")
 
@@ -125,6 +135,68 @@ def test_render_texts_reads_parquet_list_columns():
 
     assert isinstance(items["tags"][0], np.ndarray)
     assert texts == ["Radiohead. Tags: rock, indie", "Unknown Band"]
+
+
+def test_render_arrow_nulls_inside_lists_and_scalars():
+    table = pa.table({
+        "item_id": ["tag:1", "tag:2"],
+        "item_type": ["tag", "tag"],
+        "title": ["x", "y"],
+        "scores": pa.array([[1.5, None], [None]], pa.list_(pa.float32())),
+        "seen": pa.array([None, 0], pa.timestamp("us")),
+        "rank": pa.array([None, 3], pa.int32()),
+    })
+    items = table.to_pandas()
+    items["label"] = pd.array([pd.NA, "top"], dtype="string")
+    template = "{title}[ scores {scores}][ seen {seen:%Y}][ rank {rank}][ label {label}]"
+
+    texts = render_texts(items, {"tag": template})
+
+    assert texts == ["x scores 1.5", "y seen 1970 rank 3 label top"]
+
+
+def test_render_zero_width_title_is_empty():
+    items = _items([{"item_id": "tag:1", "item_type": "tag", "title": "\u200b \u200d"}])
+
+    result = render_catalog(items, DEFAULT_TEMPLATES)
+
+    assert result.texts == [""]
+    assert result.empty_rows == [0]
+
+
+def test_render_keeps_zero_width_inside_text():
+    text, missing = Template("{title}").render({"title": "Heat\u200b"})
+
+    assert text == "Heat\u200b"
+    assert missing == []
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{title:d}", r"spec 'd' of field 'title' does not fit the column's type"),
+    ("{title}[. {tags:>5}]", r"spec '>5' of field 'tags' .*count of entries"),
+    ("{title}[ ({release_year:>6})]", None),
+    ("{title}[ ({release_year:.1f})]", None),
+    ("{title}[ ({release_year:%Y})]", r"spec '%Y' of field 'release_year'"),
+])
+def test_render_checks_specs_of_null_columns(template, message):
+    items = _items([{"item_id": "movie:1", "item_type": "movie", "title": "Heat"},
+                    {"item_id": "movie:2", "item_type": "movie", "title": "Alien"}])
+    items["title"] = None
+
+    if message is None:
+        assert render_texts(items, {"movie": template}) == ["", ""]
+    else:
+        with pytest.raises(TemplateError, match=message):
+            render_texts(items, {"movie": template})
+
+
+def test_render_skips_spec_check_of_untyped_column():
+    items = _items([{"item_id": "movie:1", "item_type": "movie", "title": "Heat"}])
+    items["rating"] = None
+
+    texts = render_texts(items, {"movie": "{title}[ rated {rating:.1f}]"})
+
+    assert texts == ["Heat"]
 
 
 def test_render_catalog_counts_missing_fields_and_empty_rows():

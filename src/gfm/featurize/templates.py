@@ -12,8 +12,10 @@ A template is a string with three kinds of parts:
 * Anything else is literal text; ``{{``, ``}}``, ``[[`` and ``]]`` write a
   literal brace or bracket.
 
-A value is missing when it is null, NaN, an empty or blank string, or a list
-with no non-blank entry. A missing field outside a group renders as nothing.
+A value is missing when it is null (None, ``pd.NA``, NaT), a float NaN or
+infinity, a string of only whitespace and zero-width characters, or a list
+with no entry that is present. Infinity counts as missing because no item
+text should read "inf". A missing field outside a group renders as nothing.
 Runs of whitespace in the result are collapsed to one space and the ends are
 stripped. Truncation to the model's maximum length happens later, in the
 tokenizer, never on characters here.
@@ -25,12 +27,16 @@ import logging
 import math
 import re
 import string
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from gfm.data.schema import ITEMS_SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -190,11 +196,21 @@ def _parse(source: str) -> list[_Group]:
 
 
 def _is_missing_scalar(value: Any) -> bool:
+    """Return whether a scalar is null: None, ``pd.NA``, a NaT of pandas or
+    NumPy, or a float NaN or infinity (Python or NumPy)."""
     if value is None or value is pd.NA or value is pd.NaT:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
+    if isinstance(value, (float, np.floating)):
+        return not math.isfinite(value)
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(value))
     return False
+
+
+def _is_blank(text: str) -> bool:
+    """Return whether ``text`` has only whitespace and invisible format
+    characters (Unicode category Cf, such as the zero-width space U+200B)."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 
 
 def _format_value(value: Any, part: _Field) -> str | None:
@@ -203,7 +219,7 @@ def _format_value(value: Any, part: _Field) -> str | None:
         entries = [
             str(entry).strip()
             for entry in value
-            if not _is_missing_scalar(entry) and str(entry).strip()
+            if not _is_missing_scalar(entry) and not _is_blank(str(entry))
         ]
         if part.spec:
             if not part.spec.isdigit():
@@ -229,7 +245,72 @@ def _format_value(value: Any, part: _Field) -> str | None:
             f"{part.spec!r}: {error}"
         ) from error
     text = text.strip()
-    return text or None
+    return None if _is_blank(text) else text
+
+
+# Marks a column whose value type is unknown, so no sample value exists.
+_UNKNOWN_TYPE = object()
+
+
+def _sample_of_arrow_type(data_type: pa.DataType) -> Any:
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return "text"
+    if pa.types.is_boolean(data_type):
+        return True
+    if pa.types.is_integer(data_type):
+        return 1
+    if pa.types.is_floating(data_type):
+        return 1.5
+    if pa.types.is_timestamp(data_type) or pa.types.is_date(data_type):
+        return pd.Timestamp("2000-01-01")
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        return []
+    return _UNKNOWN_TYPE
+
+
+def _sample_value(column: pd.Series) -> Any:
+    """Return a value of the column's type, from its dtype or, for an object
+    column, from ``ITEMS_SCHEMA``; :data:`_UNKNOWN_TYPE` when neither gives one."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        return _sample_of_arrow_type(dtype.pyarrow_dtype)
+    if isinstance(dtype, pd.StringDtype):
+        return "text"
+    if pd.api.types.is_bool_dtype(dtype):
+        return True
+    if pd.api.types.is_integer_dtype(dtype):
+        return 1
+    if pd.api.types.is_float_dtype(dtype):
+        return 1.5
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return pd.Timestamp("2000-01-01")
+    if column.name in ITEMS_SCHEMA.names:
+        return _sample_of_arrow_type(ITEMS_SCHEMA.field(column.name).type)
+    return _UNKNOWN_TYPE
+
+
+def _check_specs(item_type: str, template: Template, items: pd.DataFrame) -> None:
+    """Format a value of each field's column type with the field's spec, so
+    an invalid spec fails even when every value of the column is missing.
+
+    Raises:
+        TemplateError: naming the item type, field, spec and column type.
+    """
+    for group in template.groups:
+        for part in group.parts:
+            if isinstance(part, str) or not part.spec:
+                continue
+            sample = _sample_value(items[part.name])
+            if sample is _UNKNOWN_TYPE:
+                continue
+            try:
+                _format_value(sample, part)
+            except TemplateError as error:
+                raise TemplateError(
+                    f"template of item type {item_type!r}: spec {part.spec!r} of field "
+                    f"{part.name!r} does not fit the column's type "
+                    f"({items[part.name].dtype}, sample value {sample!r}): {error}"
+                ) from None
 
 
 def parse_templates(templates: Mapping[str, str]) -> dict[str, Template]:
@@ -275,8 +356,9 @@ def render_catalog(items: pd.DataFrame, templates: Mapping[str, str]) -> RenderR
         The texts in row order, missing-field counts and empty rows.
 
     Raises:
-        TemplateError: if a template is invalid or names a column the table
-            lacks.
+        TemplateError: if a template is invalid, names a column the table
+            lacks, or has a format spec that does not fit its column's type
+            (checked on a sample value, so also when every value is missing).
         ValueError: if an item type present in ``items`` has no template.
     """
     if "item_type" not in items.columns:
@@ -305,6 +387,7 @@ def render_catalog(items: pd.DataFrame, templates: Mapping[str, str]) -> RenderR
                 )
             if name not in columns:
                 columns[name] = items[name].tolist()
+        _check_specs(item_type, parsed[item_type], items)
 
     texts: list[str] = []
     missing: dict[str, Counter[str]] = {t: Counter() for t in counts}
