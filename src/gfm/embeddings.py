@@ -10,6 +10,7 @@ On storage an :class:`ItemEmbeddings` is a folder (local or ``gs://``) with
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,12 @@ class ItemEmbeddings:
                 f"{len(self.item_types)} item types, {self.matrix.shape[0]} rows"
             )
         if len(set(self.item_ids)) != len(self.item_ids):
-            raise ValueError("embedding item ids are not unique")
+            counts = Counter(self.item_ids)
+            duplicates = [item_id for item_id, count in counts.items() if count > 1]
+            raise ValueError(
+                f"embedding item ids are not unique: {len(duplicates)} ids occur more "
+                f"than once, first {duplicates[:5]}; deduplicate the items"
+            )
 
     @property
     def dim(self) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from gfm.embeddings import ItemEmbeddings
 from gfm.featurize import FeaturizeConfig
 from gfm.featurize.catalog import prepare_texts, validate_items
 
@@ -22,6 +24,22 @@ def test_validate_duplicate_ids_raises(small_items):
     with pytest.raises(ValueError, match=r"2 item ids occur more than once \(5 rows\), "
                                          r"first \['movie:1', 'artist:1'\]"):
         validate_items(items)
+
+
+def test_validate_ids_equal_as_strings_raise(small_items):
+    items = small_items.iloc[:3].copy()
+    items["item_id"] = pd.Series([1, "1", "movie:3"], dtype=object)
+
+    with pytest.raises(ValueError, match=r"1 item ids occur more than once \(2 rows\), "
+                                         r"first \['1'\]; as strings these collide: "
+                                         r"\{'1': \[1, '1'\]\}"):
+        validate_items(items)
+
+
+def test_item_embeddings_names_duplicate_ids():
+    with pytest.raises(ValueError, match=r"2 ids occur more than once, first \['a', 'b'\]"):
+        ItemEmbeddings(item_ids=["a", "b", "a", "c", "b"], item_types=["t"] * 5,
+                       matrix=np.zeros((5, 2), dtype=np.float32))
 
 
 def test_validate_null_id_raises(small_items):

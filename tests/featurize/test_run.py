@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -233,6 +234,10 @@ def test_featurize_bad_catalogs_raise(small_items):
         featurize_items(small_items.iloc[:0], _config())
     with pytest.raises(ValueError, match="occur more than once"):
         featurize_items(small_items.iloc[[0, 0]], _config())
+    mixed_ids = small_items.iloc[:2].copy()
+    mixed_ids["item_id"] = pd.Series([1, "1"], dtype=object)
+    with pytest.raises(ValueError, match=r"collide: \{'1': \[1, '1'\]\}"):
+        featurize_items(mixed_ids, _config())
     small_items.loc[0, "item_type"] = "podcast"
     with pytest.raises(ValueError, match="no template for item type 'podcast'"):
         featurize_items(small_items, _config())

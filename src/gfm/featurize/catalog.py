@@ -17,7 +17,8 @@ REQUIRED_COLUMNS = ("item_id", "item_type")
 
 
 def validate_items(items: pd.DataFrame) -> None:
-    """Check that ``items`` is a non-empty table with unique, non-null ids.
+    """Check that ``items`` is a non-empty table with non-null ids that are
+    unique as strings, the form the output stores.
 
     Raises:
         ValueError: naming the problem, its count and the first offending ids.
@@ -36,12 +37,23 @@ def validate_items(items: pd.DataFrame) -> None:
         nulls = int(items[column].isna().sum())
         if nulls:
             raise ValueError(f"{nulls} items have a null {column}; every item needs one")
-    duplicated = items["item_id"][items["item_id"].duplicated(keep=False)]
-    if not duplicated.empty:
-        first = list(dict.fromkeys(duplicated.tolist()))[:5]
+    # The output stores ids as strings, so 1 and "1" are the same id there.
+    ids = items["item_id"].astype(str)
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        first = list(dict.fromkeys(ids[duplicated].tolist()))[:5]
+        spellings = {
+            item_id: list(dict.fromkeys(items["item_id"][ids == item_id].tolist()))
+            for item_id in first
+        }
+        colliding = {item_id: values for item_id, values in spellings.items()
+                     if len(values) > 1}
+        detail = (f"; as strings these collide: {colliding}, because the output "
+                  "stores item ids as strings" if colliding else "")
         raise ValueError(
-            f"{duplicated.nunique()} item ids occur more than once "
-            f"({len(duplicated)} rows), first {first}; deduplicate the items table"
+            f"{ids[duplicated].nunique()} item ids occur more than once "
+            f"({int(duplicated.sum())} rows), first {first}{detail}; deduplicate "
+            "the items table"
         )
 
 
