@@ -24,6 +24,8 @@ def test_featurize_items_ray_matches_single_process(real_items, ray_cluster):
     assert distributed.metadata["ray_num_actors"] == 2
     assert distributed.metadata["ray_backend"] == "map_batches"
     assert distributed.metadata["embedded"] == len(items)
+    assert distributed.metadata["load_seconds"] is None
+    assert distributed.metadata["items_per_second"] > 0
     np.testing.assert_allclose(distributed.matrix, single.matrix, atol=1e-5)
     assert ray_cluster.is_initialized()
 

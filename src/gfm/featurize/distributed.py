@@ -224,9 +224,9 @@ def featurize_items_ray(
         matrix[order] = sorted_matrix
         seconds = time.monotonic() - started
         # Actors load their engines while batches flow, so load time is
-        # not separable here and is counted in embed_seconds.
+        # not separable here: embed_seconds includes it and load_seconds is None.
         return EmbedOutcome(
-            matrix=matrix, engine=engine, load_seconds=0.0, embed_seconds=seconds,
+            matrix=matrix, engine=engine, load_seconds=None, embed_seconds=seconds,
             extra={"ray_num_actors": num_actors,
                    "ray_backend": "ray.data.llm" if use_ray_data_llm else "map_batches"},
         )

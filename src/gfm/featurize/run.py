@@ -33,14 +33,16 @@ class EmbedOutcome:
     Attributes:
         matrix: float32 ``[n, dim]`` L2-normalized rows, in input order.
         engine: name of the engine that produced them.
-        load_seconds: seconds spent loading engines.
-        embed_seconds: seconds spent embedding, loading excluded.
+        load_seconds: seconds spent loading engines; None when loading
+            overlaps embedding and is counted in ``embed_seconds`` (Ray).
+        embed_seconds: seconds spent embedding, loading excluded unless
+            ``load_seconds`` is None.
         extra: backend facts for the metadata (actor count, ...).
     """
 
     matrix: np.ndarray
     engine: str
-    load_seconds: float
+    load_seconds: float | None
     embed_seconds: float
     extra: dict
 
@@ -101,6 +103,10 @@ def _assemble(found: np.ndarray, cached: np.ndarray, outcome: EmbedOutcome | Non
     return matrix
 
 
+def _round_seconds(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
 def _metadata(config: FeaturizeConfig, catalog: CatalogTexts, model: ResolvedModel,
               dim: int, found: np.ndarray, outcome: EmbedOutcome | None,
               cache_counts: dict[str, int]) -> dict[str, Any]:
@@ -122,7 +128,7 @@ def _metadata(config: FeaturizeConfig, catalog: CatalogTexts, model: ResolvedMod
         "truncated": count_truncated(catalog.texts, model),
         "missing_fields": catalog.missing_fields,
         "empty_texts": catalog.empty_texts,
-        "load_seconds": round(outcome.load_seconds, 3) if outcome else 0.0,
+        "load_seconds": _round_seconds(outcome.load_seconds) if outcome else 0.0,
         "embed_seconds": round(embed_seconds, 3),
         "items_per_second": round(embedded / embed_seconds, 1) if embed_seconds else None,
         "batch_size": config.batch_size,
