@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pyarrow as pa
 import pytest
 from kfp import dsl
 
+from gfm import cli as gfm_cli
 from gfm import storage
-from gfm.cli import main
+from gfm.cli import build_parser, main
 from gfm.components.featurize import featurize
 from gfm.data.schema import ITEMS_SCHEMA
 from gfm.embeddings import ItemEmbeddings
+from gfm.featurize.cli import build_config
 
 CONFIG = {"engine": "sentence-transformers", "device": "cpu", "batch_size": 4}
 
@@ -80,3 +83,72 @@ def test_cli_featurize_invalid_settings_exit_code(dataset_dir, tmp_path):
 
     assert code == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def gfm_records(monkeypatch, caplog) -> pytest.LogCaptureFixture:
+    """Let caplog see gfm's records, which configure_logging stops at "gfm"."""
+    monkeypatch.setattr(gfm_cli, "configure_logging", lambda level=None: None)
+    monkeypatch.setattr(logging.getLogger("gfm"), "propagate", True)
+    return caplog
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("empty", "featurize failed: items table is empty"),
+    ("missing", "featurize failed: no such Parquet file"),
+    ("podcast", "featurize failed: no template for item type 'podcast'"),
+])
+def test_cli_featurize_bad_input_exit_code(small_items, tmp_path, gfm_records, case,
+                                           message):
+    folder = tmp_path / case
+    items = small_items.iloc[:0] if case == "empty" else small_items.copy()
+    if case == "podcast":
+        items.loc[0, "item_type"] = "podcast"
+    if case != "missing":
+        table = pa.Table.from_pandas(items, schema=ITEMS_SCHEMA, preserve_index=False)
+        storage.write_table(table, str(folder / "items.parquet"))
+
+    code = main(["featurize", str(folder), str(tmp_path / "out"),
+                 "--engine", "sentence-transformers"])
+
+    assert code == 2
+    assert message in gfm_records.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_featurize_num_actors_needs_ray(dataset_dir, tmp_path, gfm_records):
+    code = main(["featurize", str(dataset_dir), str(tmp_path / "out"), "--num-actors", "4"])
+
+    assert code == 2
+    assert "--num-actors 4 sizes the Ray actor pool, but Ray is off" in gfm_records.text
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ("featurize:\n  ray: 5\n", "featurize.ray must be a mapping of Ray settings or "
+                               "true/false, got 5"),
+    ("- a\n", "must contain a mapping"),
+    ("featurize: [\n", "invalid featurize settings: while parsing"),
+])
+def test_cli_featurize_bad_settings_file(dataset_dir, tmp_path, gfm_records, document,
+                                         message):
+    settings_file = tmp_path / "run.yaml"
+    settings_file.write_text(document)
+
+    code = main(["featurize", str(dataset_dir), str(tmp_path / "out"),
+                 "--config", str(settings_file)])
+
+    assert code == 2
+    assert message in gfm_records.text
+
+
+def test_cli_num_actors_with_ray_in_file(tmp_path):
+    settings_file = tmp_path / "run.yaml"
+    settings_file.write_text("featurize:\n  ray: true\n")
+    args = build_parser().parse_args(["featurize", "d", "o", "--config", str(settings_file),
+                                      "--num-actors", "3"])
+
+    config = build_config(args)
+
+    assert config.ray.enabled is True
+    assert config.ray.num_actors == 3

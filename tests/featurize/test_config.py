@@ -65,3 +65,17 @@ def test_to_dict_round_trips():
 def test_from_dict_rejects_invalid_values(values, message):
     with pytest.raises(ValueError, match=message):
         FeaturizeConfig.from_dict(values)
+
+
+@pytest.mark.parametrize(("value", "enabled"), [(True, True), (False, False), (None, False)])
+def test_from_dict_ray_shorthand(value, enabled):
+    config = FeaturizeConfig.from_dict({"ray": value})
+
+    assert config.ray.enabled is enabled
+    assert config.ray.num_actors == RayOptions().num_actors
+
+
+def test_from_dict_ray_of_wrong_type_raises():
+    with pytest.raises(ValueError, match="featurize.ray must be a mapping of Ray settings or "
+                                         r"true/false, got \['x'\]"):
+        FeaturizeConfig.from_dict({"ray": ["x"]})

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gfm import storage
 from gfm.featurize.config import ENGINES
+
+if TYPE_CHECKING:
+    from gfm.featurize import FeaturizeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,28 +59,51 @@ def load_settings(path: str | None) -> dict[str, Any]:
     return dict(section or {})
 
 
-def run_featurize(args: argparse.Namespace) -> int:
-    """Run ``gfm featurize`` and return its exit code."""
-    from gfm.featurize import FeaturizeConfig, featurize_dataset
+def build_config(args: argparse.Namespace) -> "FeaturizeConfig":
+    """Merge the settings file and the command-line options.
+
+    Raises:
+        ValueError: on invalid settings, or ``--num-actors`` without Ray.
+        OSError: if the settings file cannot be read.
+        yaml.YAMLError: if it is not valid YAML.
+    """
+    from gfm.featurize import FeaturizeConfig
 
     values = load_settings(args.config)
     overrides = {"engine": args.engine, "model": args.model,
                  "batch_size": args.batch_size, "cache_uri": args.cache_uri}
     values.update({key: value for key, value in overrides.items() if value is not None})
-    ray_values = dict(values.get("ray", {}))
+    ray_values = FeaturizeConfig.ray_mapping(values.get("ray", {}))
     if args.ray:
         ray_values["enabled"] = True
     if args.num_actors is not None:
+        if not ray_values.get("enabled"):
+            raise ValueError(
+                f"--num-actors {args.num_actors} sizes the Ray actor pool, but Ray is "
+                "off; add --ray (or ray.enabled: true in the settings file) or drop "
+                "--num-actors"
+            )
         ray_values["num_actors"] = args.num_actors
     if ray_values:
         values["ray"] = ray_values
+    return FeaturizeConfig.from_dict(values)
+
+
+def run_featurize(args: argparse.Namespace) -> int:
+    """Run ``gfm featurize`` and return its exit code: 2 on invalid settings or
+    input, which are logged as one line."""
+    from gfm.featurize import featurize_dataset
 
     try:
-        config = FeaturizeConfig.from_dict(values)
-    except ValueError as error:
+        config = build_config(args)
+    except (OSError, ValueError, yaml.YAMLError) as error:
         logger.error("invalid featurize settings: %s", error)
         return 2
-    embeddings = featurize_dataset(args.dataset, args.output, config)
+    try:
+        embeddings = featurize_dataset(args.dataset, args.output, config)
+    except (OSError, ValueError) as error:
+        logger.error("featurize failed: %s", error)
+        return 2
     summary = {key: embeddings.metadata[key] for key in (
         "engine", "model", "dim", "embedded", "reused", "truncated", "items_per_second")}
     print(json.dumps(dict(summary, num_items=len(embeddings), output=args.output), indent=2))

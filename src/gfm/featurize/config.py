@@ -189,8 +189,29 @@ class FeaturizeConfig:
         if "vllm" in values:
             values["vllm"] = VLLMOptions.from_dict(values["vllm"])
         if "ray" in values:
-            values["ray"] = RayOptions.from_dict(values["ray"])
+            values["ray"] = RayOptions.from_dict(cls.ray_mapping(values["ray"]))
         return cls(**values)
+
+    @staticmethod
+    def ray_mapping(value: Any) -> dict[str, Any]:
+        """Return the ``ray`` setting as a mapping.
+
+        ``true`` or ``false`` is short for ``{"enabled": value}``. None, which
+        an empty YAML key gives, means the defaults.
+
+        Raises:
+            ValueError: if ``value`` is neither a mapping, a bool nor None.
+        """
+        if value is None:
+            return {}
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"featurize.ray must be a mapping of Ray settings or true/false, got "
+                f"{value!r}"
+            )
+        return dict(value)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain JSON-ready values."""
