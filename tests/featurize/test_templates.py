@@ -112,6 +112,14 @@ def test_render_escapes_literal_brackets_and_braces():
     assert without == "[Heat] {x}"
 
 
+def test_render_bracket_fill_in_spec():
+    text, missing = Template("{title:[^8}[ ({language:]>4})]").render(
+        {"title": "Heat", "language": "en"})
+
+    assert text == "[[Heat[[ (]]en)"
+    assert missing == []
+
+
 def test_render_collapses_whitespace():
     template = Template("  {title}[.\n\t{description}]  ")
 

@@ -10,7 +10,8 @@ A template is a string with three kinds of parts:
   it has a value, so separators and labels disappear together with a missing
   field (``[ ({release_year})]``). Groups do not nest.
 * Anything else is literal text; ``{{``, ``}}``, ``[[`` and ``]]`` write a
-  literal brace or bracket.
+  literal brace or bracket. A bracket inside ``{...}`` is part of the
+  field's spec (``{title:[^20}`` pads with ``[``).
 
 A value is missing when it is null (None, ``pd.NA``, NaT), a float NaN or
 infinity, a string of only whitespace and zero-width characters, or a list
@@ -128,7 +129,11 @@ class Template:
 
 
 def _split_groups(source: str) -> list[tuple[str, bool]]:
-    """Split a template into (text, optional) runs at unescaped brackets."""
+    """Split a template into (text, optional) runs at unescaped brackets.
+
+    Brackets inside a ``{field:spec}`` belong to the spec, so ``{title:[^20}``
+    centers the title with ``[`` as the fill character.
+    """
     runs: list[tuple[str, bool]] = []
     current: list[str] = []
     optional = False
@@ -139,6 +144,16 @@ def _split_groups(source: str) -> list[tuple[str, bool]]:
         if pair in ("[[", "]]"):
             current.append(char)
             i += 2
+            continue
+        if pair == "{{":
+            current.append(pair)
+            i += 2
+            continue
+        if char == "{" and "}" in source[i:]:
+            # string.Formatter parses the field later; its brackets stay in it.
+            end = source.index("}", i)
+            current.append(source[i:end + 1])
+            i = end + 1
             continue
         if char == "[":
             if optional:
