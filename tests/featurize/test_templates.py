@@ -234,6 +234,12 @@ def test_render_item_type_without_template_raises():
         render_texts(items, DEFAULT_TEMPLATES)
 
 
+def test_render_non_string_item_type_uses_string_key():
+    items = pd.DataFrame({"item_id": ["a"], "item_type": [1], "title": ["x"]})
+
+    assert render_texts(items, {"1": "{title}!"}) == ["x!"]
+
+
 def test_render_unknown_column_raises():
     items = _items([{"item_id": "movie:1", "item_type": "movie", "title": "Heat"}])
 

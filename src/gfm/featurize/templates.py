@@ -381,7 +381,10 @@ def render_catalog(items: pd.DataFrame, templates: Mapping[str, str]) -> RenderR
             f"items table has no item_type column (columns: {list(items.columns)})"
         )
     parsed = parse_templates(templates)
-    types = items["item_type"].tolist()
+    # Template keys are strings and the output stores types as strings, so an
+    # item type of 1 uses the template of "1".
+    types = [item_type if _is_missing_scalar(item_type) else str(item_type)
+             for item_type in items["item_type"].tolist()]
 
     counts = Counter(types)
     uncovered = sorted(t for t in counts if t not in parsed)
