@@ -40,6 +40,8 @@ def featurize(
         dim=result.dim,
         embedded=metadata["embedded"],
         reused=metadata["reused"],
+        cache_invalid=metadata["cache_invalid"],
+        cache_skipped_shards=metadata["cache_skipped_shards"],
         truncated=metadata["truncated"],
         engine=metadata["engine"],
         model=metadata["model"],

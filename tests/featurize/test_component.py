@@ -42,6 +42,8 @@ def test_featurize_component_writes_embeddings(dataset_dir, small_items, tmp_pat
     assert embeddings.metadata["dim"] == 384
     assert embeddings.metadata["embedded"] == 6
     assert embeddings.metadata["reused"] == 0
+    assert embeddings.metadata["cache_invalid"] == 0
+    assert embeddings.metadata["cache_skipped_shards"] == 0
     assert embeddings.metadata["engine"] == "sentence-transformers"
     assert embeddings.metadata["items_per_type"] == {"movie": 3, "artist": 2, "tag": 1}
 
