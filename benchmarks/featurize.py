@@ -8,9 +8,9 @@ sizes, in one run:
 * a synthetic catalog of ``--synthetic-items`` items from
   ``gfm.data.synthetic``. Every item is rendered; ``--synthetic-sample`` of
   them are embedded per variant of the sweep (0 embeds all of them in every
-  variant), and ``--catalog-batch-size`` adds one pass per engine over the
-  whole catalog at that batch size, so the catalog's rate is measured, not
-  extrapolated from the sample.
+  variant), and ``--catalog-batch-size`` adds one pass over the whole
+  catalog at that batch size for each engine of ``--catalog-engines``, so
+  the catalog's rate is measured, not extrapolated from the sample.
 
 It also times rendering and one cold and one warm run of ``featurize_items``
 with the cache on ``--cache-sample`` of the embedded synthetic items, and
@@ -61,6 +61,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--catalog-batch-size", type=int, default=64,
                         help="batch size of one pass per engine over the whole synthetic "
                              "catalog (0 skips the pass)")
+    parser.add_argument("--catalog-engines", default="sentence-transformers,vllm",
+                        help="comma-separated engines that embed the whole synthetic "
+                             "catalog once")
     parser.add_argument("--catalog-threads", type=int, default=1,
                         help="torch intra-op threads of the sentence-transformers "
                              "whole-catalog pass")
@@ -113,6 +116,7 @@ def main() -> None:
     configure_logging("WARNING")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    catalog_engines = {e.strip() for e in args.catalog_engines.split(",") if e.strip()}
     templates = {**DEFAULT_TEMPLATES, "podcast": DEFAULT_TEMPLATES["movie"]}
     model = resolve_model(None)
     import torch
@@ -160,7 +164,7 @@ def main() -> None:
                                "items_per_second": len(texts) / seconds}
                         results["embed"].append(row)
                         print_row(row)
-            if args.catalog_batch_size:
+            if args.catalog_batch_size and engine_name in catalog_engines:
                 if engine_name == "sentence-transformers":
                     torch.set_num_threads(args.catalog_threads)
                 seconds = time_embedding(engine, synthetic_texts, args.catalog_batch_size)
