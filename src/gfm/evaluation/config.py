@@ -32,8 +32,10 @@ class EvaluationConfig:
             items sorted by popularity fill the head tier up to the first
             share, the torso tier up to the second, and the rest, unseen
             items included, form the tail tier. Default ``(0.5, 0.8)``.
-        tie_break_seed: seed of the random order that breaks ties between
-            equal scores, the same for every scorer. Default 0.
+        tie_break_seed: seed of the random orders that break ties between
+            equal scores. Each user's order is drawn from this seed and the
+            user id, so it is the same for every scorer and differs between
+            users. A non-negative integer. Default 0.
         ease_l2: L2 penalty of EASE (Steck 2019). Default 500.0.
         ease_max_items: EASE keeps only this many of the product's most
             popular items, because it inverts an item-item matrix
@@ -100,6 +102,10 @@ class EvaluationConfig:
                 f"shares strictly between 0 and 1, for example (0.5, 0.8)"
             )
 
+        if (not isinstance(self.tie_break_seed, int) or isinstance(self.tie_break_seed, bool)
+                or self.tie_break_seed < 0):
+            raise ValueError(f"tie_break_seed must be a non-negative integer, got "
+                             f"{self.tie_break_seed!r}")
         if self.ease_l2 <= 0:
             raise ValueError(f"ease_l2 must be positive, got {self.ease_l2!r}")
         if self.knn_shrinkage < 0:

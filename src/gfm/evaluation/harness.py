@@ -94,7 +94,6 @@ def evaluate_scorers(context: EvaluationContext,
 
     views = build_views(context)
     slices = build_slices(context, views)
-    offsets = tie_break_offsets(context.num_items, context.config.tie_break_seed)
     result = EvaluationResult(
         product=context.product, rows=[], timings={},
         slices={s.name: s.description for s in slices},
@@ -102,7 +101,7 @@ def evaluate_scorers(context: EvaluationContext,
     )
     for scorer in scorers:
         with _torch_threads(context.config.num_threads):
-            per_view, timing = _rank_all_users(context, scorer, views, offsets)
+            per_view, timing = _rank_all_users(context, scorer, views)
         result.timings[scorer.name] = timing
         for counter in ("fallback_users", "missing_items"):
             count = getattr(scorer, counter, None)
@@ -138,7 +137,6 @@ def _rank_all_users(
     context: EvaluationContext,
     scorer: Scorer,
     views: dict[str, View],
-    offsets: torch.Tensor,
 ) -> tuple[dict[str, BatchRanking], dict[str, float]]:
     config = context.config
     started = time.monotonic()
@@ -167,6 +165,7 @@ def _rank_all_users(
         scores = scorer.score(user_ids)
         check_scores(scorer.name, scores, len(user_ids), context.num_items)
 
+        offsets = tie_break_offsets(user_ids, context.num_items, config.tie_break_seed)
         keys = ranking_keys(scores, offsets)
         history = context.product_history(context.eval_user_rows[start:stop])
         for name, ranking in _rank_views(keys, history, context.positives[start:stop],

@@ -2,9 +2,12 @@
 
 For each user the scorer's row of scores ranks every candidate item of the
 product; history items and items outside the candidate set are removed
-first. Ties between equal scores are broken by one seeded random order of
-the items, shared by every scorer, so a scorer that returns constant scores
-ranks at random instead of by catalogue order.
+first. Ties between equal scores are broken by a random order of the items
+drawn for each user from ``(tie_break_seed, user id)``. The order is the
+same for every scorer, and it differs between users, so a scorer that
+returns constant scores ranks each user's items at random. Its figures are
+then close to their expected value under random ranking, instead of being
+fixed by one catalogue-wide order.
 
 Per user, with ``P`` the test positives and ``rank(i)`` the 1-based rank of
 item ``i``:
@@ -22,6 +25,9 @@ the candidate items that appear in at least one of their top ``K`` lists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import hashlib
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,15 +59,38 @@ class BatchRanking:
     top_items: np.ndarray
 
 
-def tie_break_offsets(num_items: int, seed: int) -> torch.Tensor:
-    """Return ``[num_items]`` distinct offsets in ``[0, 1)``, a seeded random order."""
-    generator = np.random.default_rng(seed)
-    order = generator.permutation(num_items).astype(np.float64)
-    return torch.from_numpy(order / num_items)
+def tie_break_offsets(user_ids: Sequence[str], num_items: int, seed: int) -> torch.Tensor:
+    """Return each user's seeded random order of the items as offsets in ``[0, 1)``.
+
+    A user's order depends only on ``seed``, the user id and ``num_items``,
+    so every scorer and every batch layout gets the same order for that
+    user. Offsets are ``permutation / num_items``, distinct within a row.
+
+    Args:
+        user_ids: the batch's user ids.
+        num_items: columns of the score matrix.
+        seed: the non-negative ``tie_break_seed``.
+
+    Returns:
+        ``[len(user_ids), num_items]`` float64 offsets.
+    """
+    offsets = np.empty((len(user_ids), num_items), dtype=np.float64)
+    for row, user_id in enumerate(user_ids):
+        generator = np.random.default_rng([seed, _stable_hash(user_id)])
+        offsets[row] = generator.permutation(num_items)
+    offsets /= max(num_items, 1)
+    return torch.from_numpy(offsets)
+
+
+def _stable_hash(user_id: str) -> int:
+    # Python's hash() of a str changes between processes, so it cannot seed a
+    # reproducible order.
+    digest = hashlib.blake2b(str(user_id).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def ranking_keys(scores: np.ndarray, offsets: torch.Tensor) -> torch.Tensor:
-    """Turn float32 scores into float64 keys that are all distinct.
+    """Turn float32 scores into float64 keys that are all distinct within a row.
 
     Each score moves up by less than half the gap to the next float32 value,
     in proportion to the item's offset, so distinct scores keep their order
@@ -69,7 +98,8 @@ def ranking_keys(scores: np.ndarray, offsets: torch.Tensor) -> torch.Tensor:
 
     Args:
         scores: ``[B, num_items]`` finite scores.
-        offsets: ``[num_items]`` from :func:`tie_break_offsets`.
+        offsets: ``[B, num_items]`` from :func:`tie_break_offsets`, or
+            ``[num_items]`` for one order shared by every row.
 
     Returns:
         ``[B, num_items]`` float64 keys.
@@ -77,7 +107,9 @@ def ranking_keys(scores: np.ndarray, offsets: torch.Tensor) -> torch.Tensor:
     scores32 = np.ascontiguousarray(scores, dtype=np.float32)
     gaps = np.spacing(np.abs(scores32)).astype(np.float64)
     keys = torch.from_numpy(scores32.astype(np.float64))
-    keys += torch.from_numpy(gaps) * 0.5 * offsets.unsqueeze(0)
+    if offsets.dim() == 1:
+        offsets = offsets.unsqueeze(0)
+    keys += torch.from_numpy(gaps) * 0.5 * offsets
     return keys
 
 
