@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gfm.evaluation.baselines import PopularityScorer
+from gfm.evaluation.baselines import EASEScorer, ItemKNNScorer, PopularityScorer
 from gfm.evaluation.config import EvaluationConfig
 from gfm.evaluation.context import build_context
 from gfm.evaluation.harness import evaluate_scorers
@@ -138,3 +138,31 @@ def test_popularity_tiers_split_by_interaction_share():
     # Sorted: 50 (before 0.0), 30 (0.5), 10 (0.8), 10 (0.9), 0.
     assert tiers.tolist() == [0, 2, 1, 2, 2]
     assert popularity_tiers(np.zeros(3), (0.5, 0.8)).tolist() == [2, 2, 2]
+
+
+def test_tie_order_same_for_every_scorer():
+    result = evaluate_scorers(_context(), [ConstantScorer("zeros", value=0.0),
+                                           ConstantScorer("fives", value=5.0)])
+    zeros, fives = _rows(result, "zeros"), _rows(result, "fives")
+
+    for slice_name, row in zeros.items():
+        for metric in ("hr@1", "mrr", "recall@2", "ndcg@2", "coverage@2"):
+            assert row[metric] == pytest.approx(fives[slice_name][metric], nan_ok=True)
+
+
+def test_fallback_and_excluded_items_reported():
+    # u9's only history item, artist:4, co-occurs with nothing: item-kNN falls
+    # back to popularity, which ranks u9's positive artist:0 first.
+    context = build_context(
+        "artist", ["artist"], two_type_catalogue(),
+        interactions(HISTORY + [("u9", "artist:4", 1)]),
+        interactions([("u9", "artist:0", 1)], day=2),
+        config=EvaluationConfig(ease_max_items=1),
+    )
+    result = evaluate_scorers(context, [ItemKNNScorer(), EASEScorer()])
+
+    assert result.value("item-knn", "all", "mrr") == 1.0
+    assert result.report["fallback_users"]["item-knn"] == 1
+    assert result.report["excluded_items"]["ease"]["items_beyond_max_items"] == 2
+    assert result.report["excluded_items"]["ease"]["test_positives_beyond_max_items"] == 0
+    assert "item-knn" not in result.report["excluded_items"]

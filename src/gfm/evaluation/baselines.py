@@ -9,9 +9,12 @@
   their history, and items rank by cosine similarity to it (LLM-kNN with
   the LLM features, HGNN-only with the HGNN embeddings).
 
-A user whose history holds nothing a baseline can use gets the popularity
-ranking instead of constant scores, the usual fallback of these methods;
-each baseline counts those users in ``fallback_users``.
+A user whose history gives a baseline nothing to rank by gets the
+popularity ranking instead of tied scores, the usual fallback of these
+methods. That is a user without history the baseline reads, or one whose
+scores are 0 on every candidate outside their history (history items
+without kNN neighbours, EASE items that co-occur with nothing). Each
+baseline counts those users in ``fallback_users``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from typing import Iterable
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from gfm.evaluation.context import EvaluationContext
@@ -40,11 +44,26 @@ class _FallbackCounter:
         self._popularity = (context.popularity / peak).astype(np.float32)
         self.fallback_users = 0
 
-    def _apply_fallback(self, scores: np.ndarray, empty: np.ndarray) -> np.ndarray:
-        if empty.any():
-            scores[empty] = self._popularity
-            self.fallback_users += int(empty.sum())
+    def _apply_fallback(self, scores: np.ndarray, unusable: np.ndarray) -> np.ndarray:
+        if unusable.any():
+            scores[unusable] = self._popularity
+            self.fallback_users += int(unusable.sum())
         return scores
+
+
+def _zero_rows(scores: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+    """Return ``[B]`` True where a row scores 0 on every column outside the history.
+
+    The harness removes history items, so such a row would rank the user's
+    candidates by the tie order alone. A row whose columns are all history
+    items counts too.
+
+    Args:
+        scores: ``[B, columns]`` scores.
+        history: ``[B, columns]`` CSR, nonzero on each user's history items.
+    """
+    candidates = history.toarray() == 0
+    return ~((scores != 0) & candidates).any(axis=1)
 
 
 class PopularityScorer:
@@ -80,6 +99,11 @@ class ItemKNNScorer(_FallbackCounter):
     def __init__(self, neighbors: int | None = None, shrinkage: float | None = None,
                  name: str = "item-knn") -> None:
         super().__init__()
+        if neighbors is not None and (not isinstance(neighbors, int) or neighbors < 1):
+            raise ValueError(f"neighbors must be a positive integer or None, got "
+                             f"{neighbors!r}")
+        if shrinkage is not None and shrinkage < 0:
+            raise ValueError(f"shrinkage must be >= 0 or None, got {shrinkage!r}")
         self.name = name
         self.neighbors = neighbors
         self.shrinkage = shrinkage
@@ -88,7 +112,8 @@ class ItemKNNScorer(_FallbackCounter):
 
     def fit(self, context: EvaluationContext) -> None:
         started = time.monotonic()
-        neighbors = self.neighbors or context.config.knn_neighbors
+        neighbors = (context.config.knn_neighbors if self.neighbors is None
+                     else self.neighbors)
         shrinkage = (context.config.knn_shrinkage if self.shrinkage is None
                      else self.shrinkage)
         self._context = context
@@ -117,63 +142,78 @@ class ItemKNNScorer(_FallbackCounter):
 
     def score(self, user_ids: list[str]) -> np.ndarray:
         context = _require_fitted(self.name, self._context)
-        history = (context.history[context.user_rows(user_ids)] > 0).astype(np.float32)
+        rows = context.user_rows(user_ids)
+        history = (context.history[rows] > 0).astype(np.float32)
         scores = np.asarray((history @ self._similarity).todense(), dtype=np.float32)
-        empty = np.asarray(history.sum(axis=1)).ravel() == 0
-        return self._apply_fallback(scores, empty)
+        # Without history, or with history items that have no neighbour
+        # outside the history, every candidate scores 0.
+        return self._apply_fallback(scores, _zero_rows(scores, context.product_history(rows)))
 
 
 class EASEScorer(_FallbackCounter):
-    """EASE on the product's most popular items.
+    """EASE on the product's most popular items with history.
 
     With ``X`` the binary user-item history of the kept items, ``P = (X^T X
     + l2 * I)^-1`` and ``B = -P / diag(P)`` with a zero diagonal; a user's
-    scores are ``x_u B``. Items beyond ``max_items`` score below every kept
-    item, and a user without kept history items gets the popularity ranking.
+    scores are ``x_u B``. Only items with at least one history interaction
+    are kept, because an item nobody consumed has an all-zero column in
+    ``X`` and EASE cannot score it. Of those, the ``max_items`` most popular
+    are kept. The other items score below every kept item. A user without
+    kept history items, or who scores 0 on every kept candidate outside the
+    history, gets the popularity ranking.
+
+    After :meth:`fit`, ``excluded_items`` counts the items EASE cannot rank
+    above its floor and the test positives on them.
 
     Args:
-        l2: the L2 penalty; default from the context's ``ease_l2``.
-        max_items: items kept; default ``ease_max_items``.
+        l2: the L2 penalty, positive; default from the context's ``ease_l2``.
+        max_items: items kept, at least 1; default ``ease_max_items``.
         name: the name in reports.
+
+    Raises:
+        ValueError: if ``l2`` or ``max_items`` is out of range.
     """
 
     def __init__(self, l2: float | None = None, max_items: int | None = None,
                  name: str = "ease") -> None:
         super().__init__()
+        if l2 is not None and not l2 > 0:
+            raise ValueError(f"l2 must be positive or None, got {l2!r}")
+        if max_items is not None and (not isinstance(max_items, int) or max_items < 1):
+            raise ValueError(f"max_items must be a positive integer or None, got "
+                             f"{max_items!r}")
         self.name = name
         self.l2 = l2
         self.max_items = max_items
+        self.excluded_items: dict[str, int] = {}
         self._context: EvaluationContext | None = None
         self._kept = np.zeros(0, dtype=np.int64)
         self._weights = np.zeros((0, 0), dtype=np.float32)
 
     def fit(self, context: EvaluationContext) -> None:
         started = time.monotonic()
-        l2 = self.l2 or context.config.ease_l2
-        max_items = self.max_items or context.config.ease_max_items
+        l2 = context.config.ease_l2 if self.l2 is None else self.l2
+        max_items = context.config.ease_max_items if self.max_items is None else self.max_items
         self._context = context
         self._set_popularity(context)
 
         seen = np.flatnonzero(context.popularity > 0)
         order = seen[np.argsort(-context.popularity[seen], kind="stable")]
         self._kept = np.sort(order[:max_items])
-        dropped = int(seen.size - self._kept.size)
-        if dropped:
+        self.excluded_items = _excluded_item_counts(context, seen, self._kept, max_items)
+        beyond_cap = self.excluded_items["items_beyond_max_items"]
+        if beyond_cap:
             logger.warning(
                 "ease for product %s keeps the %d most popular of %d items with "
-                "history; the other %d score below them (raise ease_max_items to "
-                "keep more, at O(n^3) time)", context.product, self._kept.size,
-                seen.size, dropped,
+                "history; the other %d score below them, and %d test positives are "
+                "on them (raise ease_max_items to keep more, at O(n^3) time)",
+                context.product, self._kept.size, seen.size, beyond_cap,
+                self.excluded_items["test_positives_beyond_max_items"],
             )
 
         columns = context.product_columns[self._kept]
-        binary = (context.history[:, columns] > 0).astype(np.float64)
-        gram = np.asarray((binary.T @ binary).todense())
-        gram[np.diag_indices_from(gram)] += l2
-        precision = np.linalg.inv(gram)
-        weights = -precision / np.diag(precision)[np.newaxis, :]
-        weights[np.diag_indices_from(weights)] = 0.0
-        self._weights = weights.astype(np.float32)
+        binary = (context.history[:, columns] > 0).astype(np.float32)
+        self._weights = _ease_weights(binary, l2)
         logger.info(
             "ease fitted for product %s on %d items (l2=%g) in %.1f s",
             context.product, self._kept.size, l2, time.monotonic() - started,
@@ -190,8 +230,70 @@ class EASEScorer(_FallbackCounter):
         floor = kept_scores.min(axis=1, initial=0.0) - 1.0
         scores[:] = floor[:, np.newaxis]
         scores[:, self._kept] = kept_scores
-        empty = np.asarray(history.sum(axis=1)).ravel() == 0
-        return self._apply_fallback(scores, empty)
+        # Zero scores are judged among the kept items only, because the floor
+        # under the other items would make every row look nonzero.
+        return self._apply_fallback(scores, _zero_rows(kept_scores, history))
+
+
+def _excluded_item_counts(context: EvaluationContext, seen: np.ndarray,
+                          kept: np.ndarray, max_items: int) -> dict[str, int]:
+    """Count the product items EASE leaves out, and the test positives on them."""
+    beyond_cap = np.setdiff1d(seen, kept, assume_unique=True)
+    without_history = np.setdiff1d(np.arange(context.num_items), seen, assume_unique=True)
+    positives = context.positives.tocsc()
+    return {
+        "max_items": int(max_items),
+        "items_with_history": int(seen.size),
+        "items_beyond_max_items": int(beyond_cap.size),
+        "test_positives_beyond_max_items": int(positives[:, beyond_cap].nnz),
+        "items_without_history": int(without_history.size),
+        "test_positives_without_history": int(positives[:, without_history].nnz),
+        "test_positives": int(positives.nnz),
+    }
+
+
+def _ease_weights(binary: sp.spmatrix, l2: float) -> np.ndarray:
+    """Return EASE's ``[n, n]`` float32 weights ``B`` for a binary user-item matrix.
+
+    The Gram matrix plus ``l2 * I`` is symmetric positive definite, so its
+    inverse comes from a float32 Cholesky factorization (LAPACK ``spotrf``
+    and ``spotri``), about 4 times faster than a float64
+    ``numpy.linalg.inv`` (measurements in ``docs/evaluation.md``). Memory
+    is about ``2 * 4 n^2`` bytes.
+
+    Raises:
+        RuntimeError: if the factorization fails, which needs ``l2`` too
+            small for float32 to keep the matrix positive definite.
+    """
+    gram = (binary.T @ binary).toarray().astype(np.float32, copy=False)
+    gram[np.diag_indices_from(gram)] += np.float32(l2)
+    # The transpose of a symmetric matrix is the same matrix, and it is
+    # Fortran-ordered, so LAPACK factors it in place instead of copying it.
+    factor, info = scipy.linalg.lapack.spotrf(gram.T, lower=False, overwrite_a=True)
+    if info == 0:
+        precision, info = scipy.linalg.lapack.spotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise RuntimeError(
+            f"the Cholesky inverse of EASE's {gram.shape[0]}-item Gram matrix failed "
+            f"(LAPACK info {info}); raise ease_l2 above {l2:g}"
+        )
+    _copy_upper_to_lower(precision)
+    diagonal = np.diag(precision).copy()
+    precision /= -diagonal[np.newaxis, :]
+    np.fill_diagonal(precision, 0.0)
+    return precision
+
+
+def _copy_upper_to_lower(matrix: np.ndarray, block: int = 1024) -> None:
+    # LAPACK fills only the upper triangle. Copying it in blocks keeps the
+    # extra memory to one block instead of another n x n matrix.
+    size = matrix.shape[0]
+    for start in range(0, size, block):
+        stop = min(start + block, size)
+        matrix[stop:, start:stop] = matrix[start:stop, stop:].T
+        tile = matrix[start:stop, start:stop]
+        lower = np.tril_indices(stop - start, -1)
+        tile[lower] = tile.T[lower]
 
 
 class EmbeddingKNNScorer(_FallbackCounter):
@@ -246,7 +348,8 @@ class EmbeddingKNNScorer(_FallbackCounter):
 
     def score(self, user_ids: list[str]) -> np.ndarray:
         context = _require_fitted(self.name, self._context)
-        history = (context.history[context.user_rows(user_ids)] > 0).astype(np.float32)
+        rows = context.user_rows(user_ids)
+        history = (context.history[rows] > 0).astype(np.float32)
         item_matrix = self._item_matrix
         if self._history_columns is not None:
             history = history[:, self._history_columns]
@@ -255,8 +358,9 @@ class EmbeddingKNNScorer(_FallbackCounter):
         norms = np.linalg.norm(users, axis=1, keepdims=True)
         users /= np.maximum(norms, 1e-12)
         scores = users @ self._candidates.T
-        empty = np.asarray(history.sum(axis=1)).ravel() == 0
-        return self._apply_fallback(scores, empty)
+        # Without history, or with history embeddings that sum to zero, the
+        # user vector is zero and every candidate scores 0.
+        return self._apply_fallback(scores, _zero_rows(scores, context.product_history(rows)))
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

@@ -50,8 +50,10 @@ class EvaluationResult:
             ``users`` scored.
         slices: slice name to its description.
         report: the context's counts and drops, and per model the users
-            scored by the popularity fallback (``fallback_users``) and the
-            candidates without an item vector (``missing_items``).
+            scored by the popularity fallback (``fallback_users``), the
+            candidates without an item vector (``missing_items``) and, for
+            EASE, the items it cannot rank above its floor with the test
+            positives on them (``excluded_items``).
     """
 
     product: str
@@ -97,7 +99,8 @@ def evaluate_scorers(context: EvaluationContext,
     result = EvaluationResult(
         product=context.product, rows=[], timings={},
         slices={s.name: s.description for s in slices},
-        report={"context": context.report, "fallback_users": {}, "missing_items": {}},
+        report={"context": context.report, "fallback_users": {}, "missing_items": {},
+                "excluded_items": {}},
     )
     for scorer in scorers:
         with _torch_threads(context.config.num_threads):
@@ -107,6 +110,9 @@ def evaluate_scorers(context: EvaluationContext,
             count = getattr(scorer, counter, None)
             if count is not None:
                 result.report[counter][scorer.name] = int(count)
+        excluded = getattr(scorer, "excluded_items", None)
+        if excluded:
+            result.report["excluded_items"][scorer.name] = dict(excluded)
         for slice_ in slices:
             result.rows.append(_slice_row(context, scorer.name, slice_,
                                           views[slice_.view], per_view[slice_.view]))
