@@ -31,12 +31,16 @@ def evaluate(
 
     ``metrics.path`` is a folder with ``metrics.json``, ``report.md`` and
     ``report.html``; ``metrics.json["deploy_gate"][product]["value"]`` is
-    the 2T-HGNN HR@10 on warm users. ``report.path`` and ``plot.path`` are
-    the Markdown table and the HTML plot as single files, because the KFP UI
+    the 2T-HGNN HR@K (``K`` = ``hit_k``) on warm users, or null when the
+    warm slice has no users. ``report.path`` and ``plot.path`` are the
+    Markdown table and the HTML plot as single files, because the KFP UI
     renders those artifact types from one file. The gate figures are also
-    logged as the metrics ``deploy_gate.<product>.hr@10_warm``, beside the
-    evaluated users per product (``eval_users.<product>``).
+    logged as the metrics ``deploy_gate.<product>.hr@<K>_warm``, beside the
+    evaluated users per product (``eval_users.<product>``). A null gate is
+    not logged, because KFP metrics must be numbers, and a warning names
+    the product.
     """
+    import logging
     import os
 
     from gfm import storage
@@ -60,8 +64,17 @@ def evaluate(
     storage.write_text(report.path, storage.read_text(os.path.join(metrics.path, REPORT_MD)))
     storage.write_text(plot.path, storage.read_text(os.path.join(metrics.path, REPORT_HTML)))
 
+    logger = logging.getLogger("gfm.components.evaluate")
     for product, gate in document["deploy_gate"].items():
-        metrics.log_metric(f"deploy_gate.{product}.hr@10_warm", gate["value"])
+        name = f"deploy_gate.{product}.{gate['metric']}_{gate['slice']}"
+        if gate["value"] is None:
+            logger.warning(
+                "not logging metric %s: the %s slice of product %s has no users, so "
+                "the gate has no value and counts as failing", name, gate["slice"],
+                product,
+            )
+            continue
+        metrics.log_metric(name, gate["value"])
     for product, counts in document["counts"].items():
         metrics.log_metric(f"eval_users.{product}",
                            counts["context"]["counts"]["eval_users"])

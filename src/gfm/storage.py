@@ -382,9 +382,19 @@ def read_json(uri: str | os.PathLike) -> Any:
     return json.loads(read_bytes(uri).decode("utf-8"))
 
 
-def write_json(uri: str | os.PathLike, value: Any) -> None:
-    """Write ``value`` as indented UTF-8 JSON, atomically."""
-    text = json.dumps(value, indent=2, sort_keys=True, default=_json_default)
+def write_json(uri: str | os.PathLike, value: Any, *, allow_nan: bool = True) -> None:
+    """Write ``value`` as indented UTF-8 JSON, atomically.
+
+    Args:
+        uri: the file, local or ``gs://``.
+        value: JSON-ready data; numpy scalars and arrays and paths are
+            converted.
+        allow_nan: write NaN and infinities as the bare words ``NaN`` and
+            ``Infinity``, which Python reads back but strict JSON parsers
+            reject. With False they raise ValueError instead.
+    """
+    text = json.dumps(value, indent=2, sort_keys=True, default=_json_default,
+                      allow_nan=allow_nan)
     write_bytes(uri, (text + "\n").encode("utf-8"))
 
 

@@ -22,7 +22,12 @@ from typing import Any, Mapping, Sequence
 from gfm import storage
 from gfm.embeddings import ItemEmbeddings
 from gfm.evaluation.config import EvaluationConfig
-from gfm.evaluation.report import aggregate_seeds, json_ready_rows, write_report
+from gfm.evaluation.report import (
+    aggregate_seeds,
+    excluded_item_notes,
+    json_ready_rows,
+    write_report,
+)
 from gfm.evaluation.stage import evaluate_products
 
 logger = logging.getLogger(__name__)
@@ -154,7 +159,7 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
     _timed(stage_seconds, "evaluate", started)
 
     rows = [dict(row, protocol=protocol, seed=seed) for r in results for row in r.rows]
-    storage.write_json(run_dir / "rows.json", json_ready_rows(rows))
+    storage.write_json(run_dir / "rows.json", json_ready_rows(rows), allow_nan=False)
     return SeedRun(
         protocol=protocol, seed=seed, rows=rows, stage_seconds=stage_seconds,
         timings={r.product: r.timings for r in results},
@@ -214,7 +219,12 @@ def run_experiments(
         "wall_seconds": time.monotonic() - started,
     }
     out_uri = out_uri or Path(workdir) / "report"
-    document = write_report(out_uri, rows, extra, slices, title="gfm comparison")
+    notes = excluded_item_notes({
+        f"{run.protocol}, seed {run.seed}, product {product}": report
+        for run in runs for product, report in run.counts.items()
+    })
+    document = write_report(out_uri, rows, extra, slices, title="gfm comparison",
+                            notes=notes)
     logger.info("experiments done in %.0f s: %d runs, report in %s",
                 extra["wall_seconds"], len(runs), out_uri)
     return document

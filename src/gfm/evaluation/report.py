@@ -2,12 +2,16 @@
 
 ``metrics.json`` contains ``rows`` (one per model and slice, each with
 ``num_users``), the run's settings and counts, and ``deploy_gate``: per
-product, the HR@10 of the gated model (2T-HGNN by default) on warm users,
-the one comparable figure a deploy step checks::
+product, the HR@K (``K`` = ``hit_k``) of the gated model (2T-HGNN by
+default) on warm users, the one comparable figure a deploy step checks::
 
     {"deploy_gate": {"movie": {"model": "2t-hgnn", "slice": "warm",
                                 "metric": "hr@10", "value": 0.31,
                                 "num_users": 993}}}
+
+The gate's ``value`` is null when the warm slice has no users, and a deploy
+step must treat a null gate as failing. JSON has no NaN, so every NaN or
+infinite figure of the document is written as null.
 
 Rows averaged over seeds carry ``<metric>`` (the mean), ``<metric>_std``
 (the sample standard deviation, 0 for one seed) and ``num_seeds``.
@@ -23,6 +27,8 @@ import os
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from gfm import storage
 
 METRICS_FILE = "metrics.json"
@@ -32,7 +38,8 @@ FORMAT_VERSION = 1
 
 GATE_MODEL = "2t-hgnn"
 GATE_SLICE = "warm"
-GATE_METRIC = "hr@10"
+# A row's hit-rate metric is ``hr@<hit_k>``, and each row carries one.
+HIT_RATE_PREFIX = "hr@"
 
 # Row keys that are neither metrics nor part of a row's identity.
 _COUNT_KEYS = ("num_users", "num_seeds")
@@ -86,20 +93,66 @@ def aggregate_seeds(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def deploy_gate(rows: Sequence[dict[str, Any]], model: str = GATE_MODEL,
                 slice_name: str = GATE_SLICE,
-                metric: str = GATE_METRIC) -> dict[str, dict[str, Any]]:
+                metric: str | None = None) -> dict[str, dict[str, Any]]:
     """Return, per product, the gated model's figure on the gate slice.
 
-    Products where the model has no row are left out; a deploy step treats a
-    missing product as failing its gate.
+    Products where the model has no row are left out, and a product whose
+    figure is NaN (a slice without users) gets ``value`` None. A deploy step
+    treats both as failing its gate.
+
+    Args:
+        rows: result rows.
+        model: the gated model.
+        slice_name: the gate slice.
+        metric: the gate metric; None uses each row's ``hr@<hit_k>``.
     """
     gate: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["model"] == model and row["slice"] == slice_name and metric in row:
-            gate[row["product"]] = {
-                "model": model, "slice": slice_name, "metric": metric,
-                "value": float(row[metric]), "num_users": row["num_users"],
-            }
+        if row["model"] != model or row["slice"] != slice_name:
+            continue
+        name = metric or _hit_rate_key(row)
+        if name is None or name not in row:
+            continue
+        gate[row["product"]] = {
+            "model": model, "slice": slice_name, "metric": name,
+            "value": _finite_or_none(row[name]), "num_users": row["num_users"],
+        }
     return gate
+
+
+def _hit_rate_key(row: dict[str, Any]) -> str | None:
+    keys = [key for key in row
+            if key.startswith(HIT_RATE_PREFIX) and not key.endswith("_std")]
+    return keys[0] if len(keys) == 1 else None
+
+
+def excluded_item_notes(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """Describe the test positives that a capped model cannot rank above its floor.
+
+    Args:
+        reports: a label (a product, or protocol, seed and product) to that
+            product's ``EvaluationResult.report``.
+
+    Returns:
+        One line per model and label whose item cap left out items with
+        history (EASE's ``ease_max_items``).
+    """
+    notes = []
+    for label, report in reports.items():
+        for model, counts in report.get("excluded_items", {}).items():
+            beyond = counts["items_beyond_max_items"]
+            if not beyond:
+                continue
+            positives = counts["test_positives_beyond_max_items"]
+            total = counts["test_positives"]
+            share = positives / total if total else 0.0
+            notes.append(
+                f"{model} on {label}: keeps the {counts['max_items']} most popular of "
+                f"{counts['items_with_history']} items with history; the other "
+                f"{beyond} rank below every kept item, and {positives} of {total} "
+                f"test positives ({share:.1%}) are on them."
+            )
+    return notes
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], slices: dict[str, str] | None = None,
@@ -131,7 +184,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], slices: dict[str, str] | None = 
     return "\n".join(lines)
 
 
-def plot_png(rows: Sequence[dict[str, Any]], metric: str = GATE_METRIC) -> bytes:
+def plot_png(rows: Sequence[dict[str, Any]], metric: str) -> bytes:
     """Draw ``metric`` per model and slice, one panel per protocol and product.
 
     Each slice's label carries the number of users behind its bars, and
@@ -180,8 +233,14 @@ def plot_png(rows: Sequence[dict[str, Any]], metric: str = GATE_METRIC) -> bytes
 
 
 def to_html(rows: Sequence[dict[str, Any]], markdown: str,
-            metrics: Sequence[str] = (GATE_METRIC, "mrr")) -> str:
-    """Return a standalone HTML page with one embedded plot per metric and the table."""
+            metrics: Sequence[str] | None = None) -> str:
+    """Return a standalone HTML page with one embedded plot per metric and the table.
+
+    ``metrics`` defaults to the rows' hit rates (``hr@<hit_k>``) and ``mrr``.
+    """
+    if metrics is None:
+        hit_rates = [name for name in metric_names(rows) if name.startswith(HIT_RATE_PREFIX)]
+        metrics = hit_rates + ["mrr"]
     parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
              "<title>gfm evaluation</title></head><body>",
              "<h1>gfm evaluation</h1>"]
@@ -199,7 +258,8 @@ def to_html(rows: Sequence[dict[str, Any]], markdown: str,
 def write_report(out_uri: str | os.PathLike, rows: Sequence[dict[str, Any]],
                  extra: dict[str, Any] | None = None,
                  slices: dict[str, str] | None = None,
-                 title: str = "Evaluation") -> dict[str, Any]:
+                 title: str = "Evaluation",
+                 notes: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md`` and ``report.html`` below ``out_uri``.
 
     Args:
@@ -209,21 +269,27 @@ def write_report(out_uri: str | os.PathLike, rows: Sequence[dict[str, Any]],
             timings, counts).
         slices: slice name to description, for the tables.
         title: heading of the Markdown report.
+        notes: lines listed under "Notes" at the end of the Markdown report,
+            for limits of a figure that its row does not show.
 
     Returns:
-        The document written to ``metrics.json``.
+        The document written to ``metrics.json``, with every NaN or
+        infinite number replaced by None.
     """
     rows = list(rows)
     document = dict(extra or {})
     document.update({
         "format_version": FORMAT_VERSION,
         "metrics": metric_names(rows),
-        "rows": json_ready_rows(rows),
+        "rows": rows,
         "slices": dict(slices or {}),
         "deploy_gate": deploy_gate(rows),
     })
+    document = json_ready(document)
     markdown = to_markdown(rows, slices, title)
-    storage.write_json(storage.join(out_uri, METRICS_FILE), document)
+    if notes:
+        markdown += "\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes)
+    storage.write_json(storage.join(out_uri, METRICS_FILE), document, allow_nan=False)
     storage.write_text(storage.join(out_uri, REPORT_MD), markdown)
     storage.write_text(storage.join(out_uri, REPORT_HTML), to_html(rows, markdown))
     return document
@@ -231,8 +297,29 @@ def write_report(out_uri: str | os.PathLike, rows: Sequence[dict[str, Any]],
 
 def json_ready_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return copies of ``rows`` with NaN figures as None, because JSON has no NaN."""
-    return [{key: (None if isinstance(value, float) and math.isnan(value) else value)
-             for key, value in row.items()} for row in rows]
+    return [json_ready(dict(row)) for row in rows]
+
+
+def json_ready(value: Any) -> Any:
+    """Return a copy of ``value`` with every NaN or infinite float as None.
+
+    Dicts, lists and tuples are copied recursively, and numpy scalars count
+    as numbers.
+    """
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return _finite_or_none(value)
+    return value
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _mean(values: list[float]) -> float:

@@ -22,7 +22,7 @@ from gfm.evaluation.baselines import make_baselines
 from gfm.evaluation.config import EvaluationConfig
 from gfm.evaluation.context import build_context
 from gfm.evaluation.harness import EvaluationResult, evaluate_scorers
-from gfm.evaluation.report import write_report
+from gfm.evaluation.report import excluded_item_notes, write_report
 from gfm.evaluation.twotower_scorer import (
     TWO_TOWER_NO_HGNN,
     ProductModelScorer,
@@ -173,8 +173,9 @@ def evaluate_artifacts(
         "timings": {r.product: r.timings for r in results},
         "counts": {r.product: r.report for r in results},
     }
+    notes = excluded_item_notes({f"product {r.product}": r.report for r in results})
     document = write_report(out_uri, rows, extra, slices,
-                            title=f"Evaluation on {dataset.name}")
+                            title=f"Evaluation on {dataset.name}", notes=notes)
     logger.info("wrote the evaluation of %d products to %s in %.1f s; deploy gate %s",
                 len(results), out_uri, time.monotonic() - started,
                 document["deploy_gate"])
