@@ -55,7 +55,18 @@ def test_to_dict_round_trip():
     ({"learning_rate": -1e-3}, "learning_rate must be positive"),
     ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
     ({"positive_min_weight": "4"}, "positive_min_weight must be a number"),
-    ({"num_threads": 0}, "num_threads must be >= 1"),
+    ({"num_threads": 0}, "num_threads must be a positive integer"),
+    ({"num_threads": 1.5}, "num_threads must be a positive integer"),
+    ({"item_fields": "genres"}, r"item_fields must be a list of column names, got 'genres'"),
+    ({"user_fields": "age"}, r"user_fields must be a list of column names, got 'age'"),
+    ({"item_fields": ["genres", 3]}, "item_fields must be a list of column names"),
+    ({"tower_dims": 128}, r"tower_dims must be a list of integers, got 128; write \[128\]"),
+    ({"tower_dims": [64.0, 32]}, "tower_dims must be a list of integers"),
+    ({"max_epochs": 2.0}, "max_epochs must be a positive integer, got 2.0"),
+    ({"batch_size": True}, "batch_size must be a positive integer, got True"),
+    ({"positive_min_weight": True}, "positive_min_weight must be a number or null, got True"),
+    ({"temperature": "0.05"}, "temperature must be a number, got '0.05'"),
+    ({"learning_rate": "1e-3"}, "learning_rate must be a number"),
 ])
 def test_config_rejects_invalid_value(values, message):
     with pytest.raises(ValueError, match=message):

@@ -209,6 +209,19 @@ def _drop_unknown_items(interactions: pd.DataFrame, items: pd.DataFrame,
     return interactions.loc[~unknown].reset_index(drop=True)
 
 
+def check_user_ids(users: pd.DataFrame) -> None:
+    """Raise DataValidationError unless ``users`` has unique ``user_id`` values.
+
+    Stages that take a users table call this, because a repeated id has two
+    feature rows and no rule picks one of them.
+    """
+    if "user_id" not in users.columns:
+        raise DataValidationError(
+            f"users table lacks column 'user_id' (columns: {list(users.columns)}); "
+            f"name the key column user_id")
+    _require_unique(users.assign(user_id=users["user_id"].astype(str)), USERS, "user_id")
+
+
 def _validate_users(users: pd.DataFrame) -> pd.DataFrame:
     if "user_id" not in users.columns:
         raise DataValidationError(

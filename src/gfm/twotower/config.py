@@ -82,13 +82,17 @@ class TwoTowerConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        self.tower_dims = tuple(int(d) for d in self.tower_dims)
-        self.item_fields = tuple(self.item_fields)
+        self.tower_dims = _integer_tuple("tower_dims", self.tower_dims)
+        self.item_fields = _name_tuple("item_fields", self.item_fields)
         if self.user_fields is not None:
-            self.user_fields = tuple(self.user_fields)
+            self.user_fields = _name_tuple("user_fields", self.user_fields)
         self._validate()
 
     def _validate(self) -> None:
+        for name in ("dropout", "temperature", "learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if not self.tower_dims or any(d <= 0 for d in self.tower_dims):
             raise ValueError(
                 f"tower_dims must be a non-empty list of positive widths, got "
@@ -112,7 +116,7 @@ class TwoTowerConfig:
             "eval_k": self.eval_k,
         }
         for name, value in positive.items():
-            if int(value) != value or value < 1:
+            if not _is_integer(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.batch_size < 2:
             raise ValueError(
@@ -123,14 +127,17 @@ class TwoTowerConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.positive_min_weight is not None and not isinstance(
-                self.positive_min_weight, (int, float)):
+        if self.positive_min_weight is not None and (
+                isinstance(self.positive_min_weight, bool)
+                or not isinstance(self.positive_min_weight, (int, float))):
             raise ValueError(
                 f"positive_min_weight must be a number or null, got "
                 f"{self.positive_min_weight!r}"
             )
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or null, got {self.num_threads}")
+        if self.num_threads is not None and (not _is_integer(self.num_threads)
+                                             or self.num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or null, got "
+                             f"{self.num_threads!r}")
 
     @property
     def history_source(self) -> str:
@@ -166,3 +173,28 @@ class TwoTowerConfig:
             if isinstance(value, tuple):
                 values[name] = list(value)
         return values
+
+
+def _is_integer(value: Any) -> bool:
+    # bool is an int subclass, and YAML's 2.0 is a float: both are rejected so
+    # that a mistyped setting fails here instead of deep inside training.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integer_tuple(name: str, values: Any) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name} must be a list of integers, got {values!r}; write "
+                         f"[{values}] for a single value")
+    if not all(_is_integer(value) for value in values):
+        raise ValueError(f"{name} must be a list of integers, got {list(values)!r}")
+    return tuple(values)
+
+
+def _name_tuple(name: str, values: Any) -> tuple[str, ...]:
+    # A bare string would otherwise become a tuple of its characters.
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name} must be a list of column names, got {values!r}; "
+                         f"write [{values}] for a single column")
+    if not all(isinstance(value, str) for value in values):
+        raise ValueError(f"{name} must be a list of column names, got {list(values)!r}")
+    return tuple(values)

@@ -343,6 +343,7 @@ def _validation_targets(
     in_product = item_row.notna().to_numpy()
     excluded = valid_pairs["item_id"].isin(items.excluded_ids).to_numpy()
     dropped["valid_pairs_on_items_without_embedding"] += int(excluded.sum())
+    dropped["valid_pairs_of_other_item_types"] += int((~in_product & ~excluded).sum())
     users = valid_pairs["user_id"].map(user_row).to_numpy()[in_product]
     rows = item_row.to_numpy()[in_product].astype(np.int64)
     grouped = _grouped_rows(users, rows, len(user_row))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gfm.data.validate import check_user_ids
 from gfm.embeddings import ItemEmbeddings
 from gfm.logging_setup import progress_enabled
 from gfm.twotower.config import TwoTowerConfig
@@ -75,11 +76,14 @@ def train_two_tower(
         split, counts and every row or item left out, by reason.
 
     Raises:
-        ValueError: on missing embeddings, columns or item types, or when no
-            training pair is on the product's items.
+        ValueError: on missing embeddings, columns or item types, a users
+            table that repeats a user id, or when no training pair is on the
+            product's items.
     """
     config = config or TwoTowerConfig()
     _check_arguments(product, item_types, hgnn, llm, config)
+    if users is not None and config.use_user_features:
+        check_user_ids(users)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads or available_cpus())
     try:
