@@ -90,6 +90,30 @@ def test_build_context_rejects_repeated_item_ids():
         _context(items=pd.concat([catalogue, catalogue.head(1)], ignore_index=True))
 
 
+def test_build_context_missing_weight_column_raises():
+    test = interactions([("u1", "artist:2", 5)], day=2).drop(columns=["weight"])
+
+    with pytest.raises(ValueError, match=r"positive_min_weight=4.0 needs a 'weight' "
+                                         r"column .*set positive_min_weight to null"):
+        _context(test=test)
+    # Without positive_min_weight the column is not needed.
+    assert _context(test=test, config=EvaluationConfig()).report["counts"]["test_positives"] == 1
+
+
+def test_build_context_rejects_repeated_user_ids():
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u1"], "gender": ["F", "M", "M"]})
+
+    with pytest.raises(ValueError, match=r"users.user_id must be unique.*\['u1'\]"):
+        _context(users=users)
+
+
+def test_tie_break_seed_must_be_non_negative():
+    with pytest.raises(ValueError, match="tie_break_seed must be a non-negative integer"):
+        EvaluationConfig(tie_break_seed=-1)
+    with pytest.raises(ValueError, match="tie_break_seed must be a non-negative integer"):
+        EvaluationConfig(tie_break_seed=1.5)
+
+
 def test_evaluation_config_from_dict_rejects_unknown_key():
     config = EvaluationConfig.from_dict({"hit_k": 5, "history_parts": ["train"]})
 

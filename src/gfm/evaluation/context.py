@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from gfm.data.validate import check_user_ids
 from gfm.embeddings import ItemEmbeddings
 from gfm.evaluation.config import EvaluationConfig
 
@@ -135,9 +136,13 @@ def build_context(
 
     Raises:
         ValueError: if the catalogue repeats an item id, a cold item is not
-            in it, or the product has no items or no test positives.
+            in it, the users table repeats a user id, ``positive_min_weight``
+            is set but ``test`` has no ``weight`` column, or the product has
+            no items or no test positives.
     """
     config = config or EvaluationConfig()
+    if users is not None:
+        check_user_ids(users)
     item_types = list(item_types)
     all_item_ids = items["item_id"].astype(str).tolist()
     all_item_types = items["item_type"].astype(str).tolist()
@@ -274,6 +279,13 @@ def _test_positives(
     test, columns = test[in_product], columns[in_product]
 
     if config.positive_min_weight is not None:
+        if "weight" not in test.columns:
+            raise ValueError(
+                f"positive_min_weight={config.positive_min_weight} needs a 'weight' "
+                f"column in the test interactions, which have only "
+                f"{list(test.columns)}; add the column or set positive_min_weight "
+                f"to null"
+            )
         strong = test["weight"].to_numpy(np.float64) >= config.positive_min_weight
         reasons["below_min_weight"] = int((~strong).sum())
         test, columns = test[strong], columns[strong]
