@@ -8,11 +8,17 @@ from gfm import settings
 @dsl.component(base_image=settings.image("featurize"))
 def featurize(
     dataset: dsl.Input[dsl.Dataset],
+    split: dsl.Input[dsl.Dataset],
     embeddings: dsl.Output[dsl.Artifact],
     config: dict = {},
     templates: dict = {},
 ):
-    """Render each item of ``dataset``'s ``items.parquet`` to text and embed it.
+    """Render each item of ``dataset`` to text and embed it.
+
+    Item tag text built from tag applications (Last.fm artists) uses only
+    the applications of ``split``'s training part
+    (``gfm.data.item_text.items_for_split``), so the features carry nothing
+    of the validation and test periods.
 
     ``embeddings`` receives an ``ItemEmbeddings`` folder (``embeddings.npy``
     float32 ``[num_items, dim]``, ``items.parquet``, ``metadata.json``).
@@ -33,7 +39,8 @@ def featurize(
         featurize_settings["templates"] = {
             **featurize_settings.get("templates", {}), **templates
         }
-    result = featurize_dataset(dataset.path, embeddings.path, FeaturizeConfig.from_dict(featurize_settings))
+    result = featurize_dataset(dataset.path, embeddings.path,
+                               FeaturizeConfig.from_dict(featurize_settings), split.path)
     metadata = result.metadata
     embeddings.metadata.update(
         num_items=len(result),

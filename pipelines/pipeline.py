@@ -5,9 +5,10 @@ Steps, after 2T-HGNN (arXiv 2403.05185):
 1. ``ingest`` loads and validates the dataset; ``split`` cuts train, valid,
    test and cold items.
 2. The foundation layer: ``featurize`` embeds every item with an LLM
-   (vLLM), ``build_graph`` counts item co-interactions into a
-   ``HeteroData`` graph, ``train_hgnn`` trains a heterogeneous GraphSAGE on
-   Ray Train and embeds every item. With ``reuse_foundation`` the run
+   (vLLM), taking item tag text from the training split only.
+   ``build_graph`` counts item co-interactions into a ``HeteroData`` graph,
+   and ``train_hgnn`` trains a heterogeneous GraphSAGE on Ray Train and
+   embeds every item. With ``reuse_foundation`` the run
    instead imports the embeddings a previous run published
    (``dsl.importer``), so a daily run skips the costly layer and a weekly
    run refreshes it.
@@ -210,8 +211,8 @@ def build_pipeline(
         with dsl.Else(name="refresh-foundation"):
             features = place(
                 featurize(
-                    dataset=data.outputs["dataset"], config=featurize_config,
-                    templates=templates,
+                    dataset=data.outputs["dataset"], split=parts.outputs["split"],
+                    config=featurize_config, templates=templates,
                 ),
                 "featurize",
             )

@@ -55,13 +55,77 @@ def test_items_of_both_types(lastfm: Dataset):
     assert lastfm.users is None
 
 
-def test_artist_tags_most_frequent_first(lastfm: Dataset, data_dir: Path):
+def test_artist_tags_left_for_split(lastfm: Dataset):
+    artists = lastfm.items[lastfm.items["item_type"] == "artist"]
+    tag_rows = lastfm.interactions[lastfm.interactions["event_type"] == "tag"]
+    applications = lastfm.tag_applications
+
+    assert artists["tags"].isna().all()
+    assert len(applications) == 186_479 - 5
+    assert applications["tagged_item_id"].str.startswith("artist:").all()
+    assert lastfm.report["source"]["artist_top_tags"] == 10
+    keys = ["user_id", "item_id", "timestamp"]
+    pd.testing.assert_frame_equal(
+        applications[keys].sort_values(keys, ignore_index=True),
+        tag_rows[keys].sort_values(keys, ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def lastfm_split(lastfm: Dataset):
+    from gfm.data.splits import split_dataset
+    from gfm.pipelines.run_config import load_run_config
+
+    return split_dataset(lastfm, load_run_config("lastfm-2k").split)
+
+
+def _raw_applications(data_dir: Path) -> pd.DataFrame:
     raw = pd.read_csv(data_dir / "lastfm-2k" / "user_taggedartists.dat", sep="\t",
                       dtype=str)
-    busiest = raw["artistID"].value_counts().index[0]
-    top_tag = raw.loc[raw["artistID"] == busiest, "tagID"].value_counts()
-    tags = lastfm.items.set_index("item_id").loc[f"artist:{busiest}", "tags"]
-    texts = lastfm.items.set_index("item_id")["title"]
+    parts = raw[["year", "month", "day"]].apply(pd.to_numeric)
+    raw["date"] = pd.to_datetime(parts, errors="coerce", utc=True)
+    return raw
+
+
+def test_test_period_tags_never_in_artist_text(lastfm: Dataset, lastfm_split,
+                                                data_dir: Path):
+    from gfm.data.item_text import items_for_split
+
+    items, report = items_for_split(lastfm, lastfm_split)
+    cutoffs = lastfm_split.report["by_event_type"]["tag"]["cutoffs"]
+    valid_start = pd.Timestamp(cutoffs["valid_start"])
+    raw = _raw_applications(data_dir)
+    titles = items.set_index("item_id")["title"]
+    raw["pair"] = "artist:" + raw["artistID"] + "|" + raw["tagID"].map(
+        lambda tag: titles.get(f"tag:{tag}"))
+    before = set(raw.loc[raw["date"] <= valid_start, "pair"])
+    after_only = set(raw.loc[raw["date"] > valid_start, "pair"]) - before
+    texts = items.loc[items["item_type"] == "artist"].dropna(subset=["tags"])
+    pairs = {f"{item}|{tag}" for item, tags in zip(texts["item_id"], texts["tags"])
+             for tag in tags}
+
+    # Thousands of (artist, tag) pairs are applied only in the validation or
+    # test period, and none of them may reach an artist's text.
+    assert len(after_only) > 1000
+    assert not pairs & after_only
+    assert pairs <= before
+    listed = ("artist:" + raw["artistID"]).isin(items["item_id"])
+    assert report["in_valid_or_test"] == int(((raw["date"] > valid_start) & listed).sum())
+    assert report["used"] + report["in_valid_or_test"] + report["not_in_split"] \
+        + report["on_unknown_items"] == len(lastfm.tag_applications)
+
+
+def test_artist_text_most_frequent_first(lastfm: Dataset, lastfm_split, data_dir: Path):
+    from gfm.data.item_text import items_for_split
+
+    items, _ = items_for_split(lastfm, lastfm_split)
+    valid_start = pd.Timestamp(
+        lastfm_split.report["by_event_type"]["tag"]["cutoffs"]["valid_start"])
+    raw = _raw_applications(data_dir)
+    train = raw[raw["date"] <= valid_start]
+    busiest = train["artistID"].value_counts().index[0]
+    top_tag = train.loc[train["artistID"] == busiest, "tagID"].value_counts()
+    tags = items.set_index("item_id").loc[f"artist:{busiest}", "tags"]
+    texts = items.set_index("item_id")["title"]
 
     assert len(tags) == 10
     assert tags[0] == texts[f"tag:{top_tag.index[0]}"]

@@ -7,7 +7,14 @@ Two item types share one set of users:
   time, so their ``timestamp`` is null.
 * ``tag`` items (``tag:<tagID>``, titled by the tag text) with ``tag``
   interactions from ``user_taggedartists.dat``: one row per tag application
-  (user, tag, artist), dated by day, with ``weight`` 1.0.
+  (user, tag, artist), dated by day, with ``weight`` 1.0. The artist of each
+  application is kept in ``Dataset.tag_applications``.
+
+An artist's ``tags`` text is left null here, because the tags users applied
+to it are interactions: built from every application, the text would carry
+the validation and test periods into the LLM features.
+:func:`gfm.data.item_text.items_for_split` fills it from the applications of
+the training split.
 
 Files are tab-separated with a header line. ``tags.dat`` is ISO-8859-1 in
 the official archive and UTF-8 in some copies, so both are accepted.
@@ -68,11 +75,11 @@ def load_lastfm_2k(
     """Load Last.fm-2k as ``artist`` and ``tag`` items with their events.
 
     Every artist of ``artists.dat`` (17,632) and every tag of ``tags.dat``
-    (11,946) is an item. An artist's ``tags`` are the texts of the tags
-    users applied to it most often, most frequent first (ties by text).
-    Tag applications with an impossible date or one outside
-    ``[tag_min_date, tag_max_date]`` are dropped and counted in
-    ``report["dropped"]["interactions"]``.
+    (11,946) is an item. Artists' ``tags`` are null, and the dataset's
+    ``tag_applications`` name the artist of each tag interaction, for
+    :func:`gfm.data.item_text.items_for_split`. Tag applications with an
+    impossible date or one outside ``[tag_min_date, tag_max_date]`` are
+    dropped and counted in ``report["dropped"]["interactions"]``.
 
     Args:
         data_dir: Folder containing ``lastfm-2k/``; defaults to
@@ -81,7 +88,8 @@ def load_lastfm_2k(
         strict: Raise instead of dropping any row.
         tag_min_date: First valid day of a tag application (ISO 8601).
         tag_max_date: Last valid day of a tag application (ISO 8601).
-        artist_top_tags: How many tag texts each artist keeps.
+        artist_top_tags: How many tag texts each artist's text keeps,
+            recorded in ``report["source"]`` for ``items_for_split``.
 
     Returns:
         The validated dataset, without a users table.
@@ -108,9 +116,7 @@ def load_lastfm_2k(
     drops: dict[str, int] = {}
     applications = _date_applications(applications, min_date, max_date, drops,
                                       strict)
-    tag_text = pd.Series(tags["tagValue"].to_numpy(), index=tags["tagID"])
-    items = pd.concat([_artist_items(artists, applications, tag_text, artist_top_tags),
-                       _tag_items(tags)], ignore_index=True)
+    items = pd.concat([_artist_items(artists), _tag_items(tags)], ignore_index=True)
     interactions = pd.concat([_listen_interactions(listens),
                               _tag_interactions(applications)], ignore_index=True)
 
@@ -129,12 +135,13 @@ def load_lastfm_2k(
         # Kept, because the interaction's item is the tag, but these artists
         # get no item and contribute no tag text.
         "tag_applications_on_unlisted_artists": int(unknown_artists.sum()),
+        "artist_top_tags": int(artist_top_tags),
     }
     logger.info("loaded %s: %d items, %d interactions (%d dropped) in %.1f s", NAME,
                 len(items), len(interactions), sum(drops.values()),
                 time.monotonic() - started)
     return Dataset(name=NAME, items=items, interactions=interactions, users=None,
-                   report=report)
+                   report=report, tag_applications=_tag_applications(applications))
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
@@ -173,22 +180,12 @@ def _date_applications(applications: pd.DataFrame, min_date: pd.Timestamp,
     return applications.reset_index(drop=True)
 
 
-def _artist_items(artists: pd.DataFrame, applications: pd.DataFrame,
-                  tag_text: pd.Series, top_k: int) -> pd.DataFrame:
-    counts = (applications.groupby(["artistID", "tagID"]).size()
-              .rename("count").reset_index())
-    counts["text"] = counts["tagID"].map(tag_text)
-    counts = counts.dropna(subset=["text"]).sort_values(
-        ["artistID", "count", "text"], ascending=[True, False, True])
-    top = counts.groupby("artistID").head(top_k)
-    top_tags = top.groupby("artistID")["text"].agg(list)
-
-    tags = artists["id"].map(top_tags)
+def _artist_items(artists: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "item_id": f"{ARTIST}:" + artists["id"],
         "item_type": ARTIST,
         "title": artists["name"],
-        "tags": tags.where(tags.notna(), None),
+        "tags": None,
     })
 
 
@@ -217,4 +214,15 @@ def _tag_interactions(applications: pd.DataFrame) -> pd.DataFrame:
         "timestamp": applications["timestamp"],
         "weight": np.float32(1.0),
         "event_type": TAG,
+    })
+
+
+def _tag_applications(applications: pd.DataFrame) -> pd.DataFrame:
+    # The first three columns repeat the tag interaction's, so a split's rows
+    # find their applications by (user_id, item_id, timestamp).
+    return pd.DataFrame({
+        "user_id": applications["userID"],
+        "item_id": f"{TAG}:" + applications["tagID"],
+        "timestamp": applications["timestamp"].astype("datetime64[us, UTC]"),
+        "tagged_item_id": f"{ARTIST}:" + applications["artistID"],
     })

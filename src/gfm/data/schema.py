@@ -11,6 +11,11 @@ Every stage reads and writes these three tables as Parquet:
   non-negative strength (a rating, a play count, 1.0 for a tag use).
 * ``users`` (optional): ``user_id`` plus categorical (string) or numeric
   feature columns, named freely.
+
+Datasets whose tag events name the item they tag (Last.fm) also keep
+``tag_applications``: one row per tag interaction with that item, so that
+item text built from tags can be limited to the training split
+(:mod:`gfm.data.item_text`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pyarrow as pa
 ITEMS = "items"
 INTERACTIONS = "interactions"
 USERS = "users"
+TAG_APPLICATIONS = "tag_applications"
 
 ITEMS_SCHEMA = pa.schema(
     [
@@ -49,7 +55,19 @@ INTERACTIONS_SCHEMA = pa.schema(
 # Only the key is fixed; feature columns are the dataset's own.
 USERS_KEY_SCHEMA = pa.schema([pa.field("user_id", pa.string(), nullable=False)])
 
-SCHEMAS = {ITEMS: ITEMS_SCHEMA, INTERACTIONS: INTERACTIONS_SCHEMA}
+# ``user_id``, ``item_id`` (the tag item) and ``timestamp`` equal those of the
+# tag's row in ``interactions``; ``tagged_item_id`` is the item it was applied to.
+TAG_APPLICATIONS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+        pa.field("tagged_item_id", pa.string(), nullable=False),
+    ]
+)
+
+SCHEMAS = {ITEMS: ITEMS_SCHEMA, INTERACTIONS: INTERACTIONS_SCHEMA,
+           TAG_APPLICATIONS: TAG_APPLICATIONS_SCHEMA}
 
 # Columns whose values must be present in every row.
 REQUIRED_NON_NULL = {
@@ -80,9 +98,9 @@ def frame_to_table(frame: pd.DataFrame, name: str) -> pa.Table:
     Args:
         frame: A table already in the contract, as ``validate_dataset``
             returns it.
-        name: ``items``, ``interactions`` or ``users``. Items and
-            interactions get exactly their schema's columns in schema order,
-            and users keep every column with ``user_id`` first.
+        name: ``items``, ``interactions``, ``tag_applications`` or
+            ``users``. The first three get exactly their schema's columns in
+            schema order, and users keep every column with ``user_id`` first.
 
     Returns:
         The Arrow table.
@@ -97,7 +115,7 @@ def frame_to_table(frame: pd.DataFrame, name: str) -> pa.Table:
                                 table.column("user_id").cast(pa.string()))
     if name not in SCHEMAS:
         raise ValueError(f"unknown table {name!r}; expected one of "
-                         f"{[ITEMS, INTERACTIONS, USERS]}")
+                         f"{[ITEMS, INTERACTIONS, TAG_APPLICATIONS, USERS]}")
     schema = SCHEMAS[name]
     missing = [column for column in schema.names if column not in frame.columns]
     if missing:

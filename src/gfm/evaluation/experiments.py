@@ -3,16 +3,19 @@
 A run settings document (``gfm/configs/<name>.yaml``) fixes the dataset,
 the split protocol, the stage settings and the products. For each document
 and seed, :func:`run_seed` loads the dataset and splits it. It embeds the
-items with the LLM once per dataset, because every seed reuses them. It
-then builds the co-interaction graph on the training part, trains the HGNN,
-trains two two-tower models per product (with and without HGNN inputs) and
-evaluates them beside the baselines. The seed replaces
+items with the LLM, with tag text from the training split, and seeds whose
+item texts are equal reuse one embedding. It then builds the
+co-interaction graph on the training part, trains the HGNN, trains two
+two-tower models per product (with and without HGNN inputs) and evaluates
+them beside the baselines. The seed replaces
 ``split.seed``, ``hgnn.seed`` and ``twotower.seed``. :func:`run_experiments`
 averages the seeds and writes the report.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -64,25 +67,39 @@ def _timed(stage_seconds: dict[str, float], name: str, started: float) -> None:
     logger.info("stage %s took %.1f s", name, stage_seconds[name])
 
 
-def llm_embeddings(dataset: Any, settings: Mapping[str, Any], folder: Path) -> ItemEmbeddings:
-    """Return the LLM features of every catalogue item, computed once per folder.
+def llm_embeddings(dataset: Any, split: Any, settings: Mapping[str, Any],
+                   folder: Path) -> ItemEmbeddings:
+    """Return the LLM features of every catalogue item, reused from ``folder`` when valid.
 
-    The features depend on the catalogue and the featurize settings only,
-    not on the split or the seed, so every seed reuses the saved artifact
-    when its metadata records the same number of items.
+    The items are those of :func:`gfm.data.item_text.items_for_split`, so
+    tag text uses the training split only. The features depend on those
+    items and the featurize settings, so a saved artifact is reused only
+    when its metadata records the same fingerprint of both. Seeds whose
+    splits give the same item texts (Last.fm-2k splits tags by date) share
+    one artifact.
     """
+    from gfm.data.item_text import items_for_split
     from gfm.featurize import FeaturizeConfig, featurize_items
 
+    items, item_text = items_for_split(dataset, split)
+    fingerprint = _features_fingerprint(items, settings)
     if (folder / "metadata.json").exists():
         cached = ItemEmbeddings.load(folder)
-        if cached.item_ids == dataset.items["item_id"].astype(str).tolist():
+        if cached.metadata.get("features_fingerprint") == fingerprint:
             logger.info("reusing the LLM features of %d items from %s", len(cached), folder)
             return cached
-        logger.warning("the LLM features in %s belong to another catalogue; recomputing",
-                       folder)
-    embeddings = featurize_items(dataset.items, FeaturizeConfig.from_dict(dict(settings)))
+        logger.warning("the LLM features in %s belong to other item texts or settings; "
+                       "recomputing", folder)
+    embeddings = featurize_items(items, FeaturizeConfig.from_dict(dict(settings)))
+    embeddings.metadata.update(features_fingerprint=fingerprint, item_text=item_text)
     embeddings.save(folder)
     return embeddings
+
+
+def _features_fingerprint(items: Any, settings: Mapping[str, Any]) -> str:
+    text = json.dumps({"items": items.to_dict(orient="records"), "settings": settings},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def run_seed(run_config: Any, seed: int, workdir: str | Path,
@@ -118,7 +135,7 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
     _timed(stage_seconds, "data", started)
 
     started = time.monotonic()
-    llm = llm_embeddings(dataset, run_config.featurize, workdir / protocol / "llm")
+    llm = llm_embeddings(dataset, split, run_config.featurize, workdir / protocol / "llm")
     _timed(stage_seconds, "featurize", started)
 
     started = time.monotonic()

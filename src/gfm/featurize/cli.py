@@ -30,6 +30,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", help="dataset folder (local or gs://) with items.parquet")
     parser.add_argument("output", help="folder (local or gs://) to write the embeddings to")
     parser.add_argument(
+        "--split", default=None,
+        help="the dataset's split folder; item tag text built from tag applications "
+             "(Last.fm artists) then uses only the training split",
+    )
+    parser.add_argument(
         "--config", default=None,
         help="YAML or JSON settings file; its 'featurize' section is used when present, "
              "else the whole document",
@@ -100,7 +105,7 @@ def run_featurize(args: argparse.Namespace) -> int:
         logger.error("invalid featurize settings: %s", error)
         return 2
     try:
-        embeddings = featurize_dataset(args.dataset, args.output, config)
+        embeddings = featurize_dataset(args.dataset, args.output, config, args.split)
     except (OSError, ValueError) as error:
         logger.error("featurize failed: %s", error)
         return 2

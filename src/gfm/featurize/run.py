@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 
 from gfm import __version__, storage
+from gfm.data.dataset import Dataset
+from gfm.data.item_text import items_for_split
 from gfm.data.schema import table_to_frame
+from gfm.data.splits import Split
 from gfm.embeddings import ItemEmbeddings
 from gfm.featurize.cache import EmbeddingCache, cache_key
 from gfm.featurize.catalog import CatalogTexts, prepare_texts
@@ -237,9 +240,10 @@ def featurize_items(items: pd.DataFrame, config: FeaturizeConfig) -> ItemEmbeddi
 
 
 def featurize_dataset(
-    dataset_uri: str, output_uri: str, config: FeaturizeConfig
+    dataset_uri: str, output_uri: str, config: FeaturizeConfig,
+    split_uri: str | None = None,
 ) -> ItemEmbeddings:
-    """Featurize the ``items.parquet`` of a dataset folder and save the result.
+    """Featurize the items of a dataset folder and save the result.
 
     Embeds on Ray when ``config.ray.enabled``, else in this process.
 
@@ -247,17 +251,29 @@ def featurize_dataset(
         dataset_uri: dataset folder (local or ``gs://``) holding ``items.parquet``.
         output_uri: folder that receives the ``ItemEmbeddings`` files.
         config: featurize settings.
+        split_uri: the dataset's split folder. With it, item tag text built
+            from tag applications (Last.fm artists) uses only the training
+            split (:func:`gfm.data.item_text.items_for_split`). Without it,
+            ``items.parquet`` is embedded as stored, where that text is
+            null.
 
     Returns:
-        The saved embeddings.
+        The saved embeddings; with ``split_uri`` their metadata has
+        ``item_text``, the counts of tag applications used and left out.
     """
-    items = table_to_frame(storage.read_table(storage.join(dataset_uri, ITEMS_FILE)))
+    item_text: dict[str, Any] | None = None
+    if split_uri:
+        items, item_text = items_for_split(Dataset.load(dataset_uri), Split.load(split_uri))
+    else:
+        items = table_to_frame(storage.read_table(storage.join(dataset_uri, ITEMS_FILE)))
     if config.ray.enabled:
         from gfm.featurize.distributed import featurize_items_ray
 
         embeddings = featurize_items_ray(items, config)
     else:
         embeddings = featurize_items(items, config)
+    if item_text is not None:
+        embeddings.metadata["item_text"] = item_text
     embeddings.save(output_uri)
     logger.info("wrote %d item embeddings to %s", len(embeddings), output_uri)
     return embeddings
