@@ -87,22 +87,30 @@ def export_bundle(
     hgnn_embeddings: dsl.Input[dsl.Artifact],
     model_version: str,
     bundle: dsl.Output[dsl.Model],
+    evaluation_config: dict = {},
 ):
     """Pack the product models of the loop into one serving bundle.
 
     ``models`` are the ``ProductModel`` folders collected from the
     per-product loop (``dsl.Collected``). The bundle's histories are the
-    ``train`` part of ``split``, and its user features come from
-    ``dataset``. Both embedding folders are copied as they are, and each
-    model card records the data snapshot. ``bundle`` receives the folder in the layout of
+    parts of ``split`` that the evaluation treats as history
+    (``history_parts`` of ``evaluation_config``, default ``train`` and
+    ``valid``), so known users are served with the history they were
+    evaluated with. Its user features come from ``dataset``. Both embedding
+    folders are copied as they are, and each model card records the data
+    snapshot. ``bundle`` receives the folder in the layout of
     ``gfm.twotower.bundle``; its metadata gets the product names, the
-    model and format versions and the catalog size.
+    model and format versions, the catalog size and the history parts.
     """
+    from gfm.components import decode_parameter
+    from gfm.evaluation.config import EvaluationConfig
     from gfm.logging_setup import configure_logging
     from gfm.twotower.bundle import BUNDLE_FORMAT_VERSION
     from gfm.twotower.stage import export_products
 
     configure_logging()
+    history_parts = EvaluationConfig.from_dict(
+        decode_parameter(evaluation_config)).history_parts
     products = export_products(
         model_uris=[m.path for m in models],
         dataset_uri=dataset.path,
@@ -111,10 +119,12 @@ def export_bundle(
         hgnn_uri=hgnn_embeddings.path,
         model_version=model_version,
         out_uri=bundle.path,
+        history_parts=history_parts,
     )
     bundle.metadata.update(
         products=sorted(products),
         model_version=model_version,
         format_version=BUNDLE_FORMAT_VERSION,
         items_per_product={name: len(m.item_ids) for name, m in products.items()},
+        history_parts=list(history_parts),
     )

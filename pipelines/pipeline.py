@@ -123,6 +123,7 @@ def build_pipeline(
                 llm_embeddings=llm_embeddings,
                 hgnn_embeddings=hgnn_embeddings,
                 model_version=model_version,
+                evaluation_config=evaluation_config,
             ),
             "export_bundle",
         )

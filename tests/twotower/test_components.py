@@ -74,6 +74,27 @@ def test_export_component_writes_loadable_bundle(inputs, tmp_path: Path, fast_co
     assert bundle.metadata["products"] == ["movies"]
     assert bundle.metadata["format_version"] == 1
     assert bundle.metadata["items_per_product"] == {"movies": 3883}
+    assert bundle.metadata["history_parts"] == ["train", "valid"]
+
+
+def test_export_histories_follow_evaluation(inputs, ml1m: dict, tmp_path: Path, fast_config):
+    # Known users are served with the history the evaluation scored them with:
+    # train and valid by default, train alone when the evaluation sets that.
+    fast_config.update(max_epochs=1, tower_dims=[16])
+    model, _ = _train(inputs, tmp_path, fast_config)
+    split = ml1m["split"]
+    user = split.valid["user_id"].iloc[0]
+    valid_items = set(split.valid.loc[split.valid["user_id"] == user, "item_id"])
+    histories = {}
+    for name, config in (("default", {}), ("train", {"history_parts": ["train"]})):
+        bundle = dsl.Model(name="bundle", uri=str(tmp_path / f"bundle-{name}"), metadata={})
+        export_bundle.python_func(models=[model], **inputs, model_version="v", bundle=bundle,
+                                  evaluation_config=config)
+        histories[name] = set(Bundle.load(bundle.path).history(user))
+
+    assert valid_items <= histories["default"]
+    assert not valid_items & histories["train"]
+    assert len(histories["default"]) == len(histories["train"]) + len(valid_items)
 
 
 def test_export_component_rejects_repeated_product(inputs, tmp_path: Path, fast_config):

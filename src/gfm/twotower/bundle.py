@@ -6,8 +6,9 @@ Layout below the bundle folder (local or ``gs://``):
   the embedding folders present, creation time and code version. It is
   written last, so an interrupted export leaves no loadable bundle.
 * ``histories.parquet``: ``user_id``, ``item_id``, ``timestamp`` of the
-  training window, sorted by user and then time; a known user's vector is
-  computed from it.
+  interactions before the test period (``export_products`` writes the
+  split's train and valid parts by default), sorted by user and then time;
+  a known user's vector is computed from it.
 * ``users.parquet``: user features, when the dataset has them.
 * ``hgnn/`` and ``llm/``: ``ItemEmbeddings`` of every catalog item.
 * ``products/<product>/``: a :class:`ProductModel` folder without its own
@@ -82,9 +83,8 @@ def export_bundle(
     Args:
         uri: the bundle folder, local or ``gs://``.
         products: trained models by product name.
-        histories: training-window interactions (``user_id``, ``item_id``,
-            optional ``timestamp``) from which known users' vectors are
-            computed.
+        histories: interactions (``user_id``, ``item_id``, optional
+            ``timestamp``) from which known users' vectors are computed.
         users: user features (``user_id`` plus feature columns), or ``None``.
         hgnn: HGNN embeddings of every catalog item, or ``None`` when no
             product uses them.
@@ -283,7 +283,10 @@ class Bundle:
         return cls(uri, manifest, products, embeddings, histories, users, cards)
 
     def history(self, user_id: str) -> list[str] | None:
-        """Return the training-window item ids of a known user, oldest first.
+        """Return the history item ids of a known user, oldest first.
+
+        The history is what the bundle was exported with, by default the
+        split's train and valid parts (``export_products``).
 
         Returns:
             The item ids, or ``None`` when the user has no history here.

@@ -46,6 +46,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--model-version", required=True,
                         help="the version string served models report")
     export.add_argument("--out", required=True, help="output bundle folder or gs:// prefix")
+    export.add_argument("--history-parts", nargs="+", choices=("train", "valid"),
+                        default=["train", "valid"],
+                        help="split parts served as known users' histories; match the "
+                             "evaluation's history_parts (default: train valid)")
     export.set_defaults(func=_export)
 
     check = commands.add_parser(
@@ -112,7 +116,7 @@ def _export(args: argparse.Namespace) -> int:
     from gfm.twotower.stage import export_products
 
     products = export_products(args.models, args.dataset, args.split, args.llm, args.hgnn,
-                               args.model_version, args.out)
+                               args.model_version, args.out, args.history_parts)
     print(json.dumps({"bundle": args.out, "model_version": args.model_version,
                       "products": sorted(products)}, indent=2))
     return 0

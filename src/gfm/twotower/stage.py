@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Any, Sequence
 
+import pandas as pd
+
 from gfm.data import Dataset
 from gfm.data.splits import Split
 from gfm.embeddings import ItemEmbeddings
@@ -20,6 +22,9 @@ from gfm.twotower.product_model import ProductModel
 from gfm.twotower.train import train_two_tower
 
 logger = logging.getLogger(__name__)
+
+# Split parts a bundle may serve as histories; the test part never is.
+HISTORY_PARTS = ("train", "valid")
 
 
 def data_snapshot(dataset: Dataset, split: Split) -> dict[str, Any]:
@@ -110,11 +115,13 @@ def export_products(
     hgnn_uri: str | os.PathLike | None,
     model_version: str,
     out_uri: str | os.PathLike,
+    history_parts: Sequence[str] = HISTORY_PARTS,
 ) -> dict[str, ProductModel]:
     """Write the serving bundle of saved product models.
 
-    The bundle's histories are the training split, its users the dataset's
-    users table, and each model card's ``data`` entry the data snapshot.
+    The bundle's histories are the split parts of ``history_parts``, its
+    users the dataset's users table, and each model card's ``data`` entry
+    the data snapshot.
 
     Args:
         model_uris: :class:`ProductModel` folders, one per product.
@@ -124,14 +131,23 @@ def export_products(
         hgnn_uri: the HGNN ``ItemEmbeddings`` folder, or ``None``.
         model_version: the version served models report.
         out_uri: the bundle folder.
+        history_parts: the split parts served as known users' histories.
+            The default, ``train`` and ``valid``, is the evaluation's
+            default ``history_parts``, so a known user is served with the
+            history their test figures were computed from.
 
     Returns:
         The exported models by product name.
 
     Raises:
-        ValueError: if two folders hold models of the same product.
+        ValueError: if two folders hold models of the same product, or a
+            history part is not ``train`` or ``valid``.
         gfm.twotower.bundle.BundleError: from :func:`export_bundle`.
     """
+    unknown = [part for part in history_parts if part not in HISTORY_PARTS]
+    if unknown or not history_parts:
+        raise ValueError(f"history_parts={list(history_parts)} is invalid; use parts "
+                         f"of {list(HISTORY_PARTS)}")
     products: dict[str, ProductModel] = {}
     for uri in model_uris:
         model = ProductModel.load(uri)
@@ -144,10 +160,12 @@ def export_products(
     dataset = Dataset.load(dataset_uri)
     split = Split.load(split_uri)
     snapshot = data_snapshot(dataset, split)
+    histories = pd.concat([getattr(split, part) for part in history_parts],
+                          ignore_index=True)
     export_bundle(
         out_uri,
         products,
-        histories=split.train,
+        histories=histories,
         users=dataset.users,
         hgnn=_load_embeddings(hgnn_uri, "hgnn"),
         llm=_load_embeddings(llm_uri, "llm"),
