@@ -11,7 +11,7 @@ from gfm.evaluation.baselines import EASEScorer, ItemKNNScorer, PopularityScorer
 from gfm.evaluation.config import EvaluationConfig
 from gfm.evaluation.context import build_context
 from gfm.evaluation.harness import evaluate_scorers
-from gfm.evaluation.slices import popularity_tiers
+from gfm.evaluation.slices import build_views, popularity_tiers
 
 from .helpers import interactions, two_type_catalogue
 
@@ -131,7 +131,7 @@ def test_evaluate_scorers_records_timings():
         result.value("nobody", "all", "mrr")
 
 
-def test_popularity_tiers_split_by_interaction_share():
+def test_popularity_tiers_split_by_popularity_share():
     popularity = np.array([50, 0, 30, 10, 10], dtype=np.float32)
     tiers = popularity_tiers(popularity, (0.5, 0.8))
 
@@ -166,3 +166,16 @@ def test_fallback_and_excluded_items_reported():
     assert result.report["excluded_items"]["ease"]["items_beyond_max_items"] == 2
     assert result.report["excluded_items"]["ease"]["test_positives_beyond_max_items"] == 0
     assert "item-knn" not in result.report["excluded_items"]
+
+
+def test_popularity_tiers_count_distinct_users():
+    # u1 repeats artist:0 five times, and two users have artist:1 once each.
+    # By distinct users artist:1 leads; by interactions artist:0 would.
+    history = [("u1", "artist:0", 1)] * 5 + [("u2", "artist:1", 1), ("u3", "artist:1", 1)]
+    context = build_context("artist", ["artist"], two_type_catalogue(), interactions(history),
+                            interactions([("u1", "artist:2", 1)], day=2))
+    views = build_views(context)
+
+    assert context.popularity[:2].tolist() == [1, 2]
+    assert views["head"].counted.tolist() == [False, True, False, False, False]
+    assert views["torso"].counted.tolist() == [True, False, False, False, False]

@@ -27,11 +27,12 @@ class EvaluationConfig:
         history_parts: split parts that form the history a user has at test
             time. Every scorer sees this history, and its items are removed
             from the candidates. Default ``("train", "valid")``.
-        popularity_tier_shares: cumulative shares of the history's
-            interactions at which the head tier and the torso tier end;
-            items sorted by popularity fill the head tier up to the first
-            share, the torso tier up to the second, and the rest, unseen
-            items included, form the tail tier. Default ``(0.5, 0.8)``.
+        popularity_tier_shares: cumulative shares of the total popularity
+            (distinct history users per item) at which the head tier and the
+            torso tier end. Items sorted by popularity fill the head tier up
+            to the first share and the torso tier up to the second. The
+            rest, unseen items included, form the tail tier. Default
+            ``(0.5, 0.8)``.
         tie_break_seed: seed of the random orders that break ties between
             equal scores. Each user's order is drawn from this seed and the
             user id, so it is the same for every scorer and differs between

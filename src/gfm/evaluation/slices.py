@@ -70,15 +70,16 @@ class Slice:
 
 
 def popularity_tiers(popularity: np.ndarray, shares: tuple[float, float]) -> np.ndarray:
-    """Assign each item to a tier by its share of the history's interactions.
+    """Assign each item to a tier by its share of the total popularity.
 
     Items sorted by decreasing popularity belong to the head while the
-    cumulative share of interactions before them is below ``shares[0]``, to
+    cumulative share of popularity before them is below ``shares[0]``, to
     the torso while it is below ``shares[1]``, and to the tail after that.
     Items without history are always in the tail.
 
     Args:
-        popularity: ``[num_items]`` history users per item.
+        popularity: ``[num_items]`` distinct history users per item, so a
+            user's repeated interactions with an item count once.
         shares: cumulative shares where head and torso end.
 
     Returns:
