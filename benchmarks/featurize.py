@@ -34,11 +34,14 @@ import numpy as np
 import pandas as pd
 
 from gfm.data import load_dataset
+from gfm.data.item_text import items_for_split
+from gfm.data.splits import split_dataset
 from gfm.data.synthetic import SyntheticConfig, generate_dataset
 from gfm.featurize import DEFAULT_TEMPLATES, FeaturizeConfig, featurize_items, render_texts
 from gfm.featurize.engine import create_engine
 from gfm.featurize.models import resolve_model
 from gfm.logging_setup import configure_logging
+from gfm.pipelines.run_config import load_run_config
 
 # The synthetic generator's item types, rendered with the movie template.
 SYNTHETIC_TYPES = {"movie": 0.6, "podcast": 0.4}
@@ -78,9 +81,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def real_items(per_type: int) -> pd.DataFrame:
+    """Sample real items, with tag text from the shipped split's training part.
+
+    That is the text the pipeline's featurize step embeds.
+    """
     parts = []
     for name in ("movielens-1m", "lastfm-2k"):
-        items = load_dataset(name).items
+        dataset = load_dataset(name)
+        split = split_dataset(dataset, load_run_config(name).split)
+        items, _ = items_for_split(dataset, split)
         for _, group in items.groupby("item_type", sort=True):
             if per_type and len(group) > per_type:
                 group = group.sample(n=per_type, random_state=0)
