@@ -33,12 +33,13 @@ logger = logging.getLogger("gfm.benchmarks.evaluate")
 
 def _context(run_settings: str, product: str, item_types: list[str],
              batch_size: int, num_threads: int | None):
+    from gfm.pipelines.run_config import load_run_config
+
     from gfm.data import load_dataset
     from gfm.data.splits import split_dataset
     from gfm.evaluation.config import EvaluationConfig
     from gfm.evaluation.context import build_context
     from gfm.evaluation.stage import history_of
-    from gfm.pipelines.run_config import load_run_config
 
     run_config = load_run_config(run_settings)
     dataset = load_dataset(run_config.dataset["name"])
@@ -101,6 +102,9 @@ def main() -> int:
                              "hgnn.max_epochs=2 (the value is parsed as JSON)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gfm-eval-benchmark"),
                         help="working folder of --full (default %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="--full reuses the seeds an earlier run in --workdir "
+                             "finished with the same settings")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256, 1024],
                         help="user batch sizes of part 1")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2],
@@ -131,10 +135,13 @@ def main() -> int:
         started = time.monotonic()
         document = run_experiments(args.configs, args.seeds, args.workdir,
                                    overrides=overrides,
-                                   evaluation_overrides={"num_threads": 1})
+                                   evaluation_overrides={"num_threads": 1},
+                                   resume=args.resume)
         wall = time.monotonic() - started
         print(f"\n2. Full runner: {args.configs}, seeds {args.seeds}, overrides "
               f"{overrides}: {wall:.0f} s wall")
+        if document["resumed"]:
+            print(f"reused from an earlier run: {document['resumed']}")
         print(f"{'protocol':<14}{'product':<10}{'model':<12}{'users':>7}"
               f"{'HR@10 warm':>20}")
         for row in document["rows"]:

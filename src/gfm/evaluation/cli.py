@@ -54,6 +54,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              help="working folder for features, graphs and models")
     experiments.add_argument("--out", default=None,
                              help="report folder (default: WORKDIR/report)")
+    experiments.add_argument("--resume", action="store_true",
+                             help="reuse the seeds an earlier run in WORKDIR finished "
+                                  "with the same settings (their seed.json)")
     experiments.set_defaults(func=_experiments)
 
 
@@ -81,7 +84,7 @@ def _experiments(args: argparse.Namespace) -> int:
         print(f"gfm evaluate experiments: {error}", file=sys.stderr)
         return 2
     document = run_experiments(args.configs, args.seeds, Path(args.workdir),
-                               args.out, overrides)
+                               args.out, overrides, resume=args.resume)
     print(json.dumps({"deploy_gate": document["deploy_gate"],
                       "wall_seconds": round(document["wall_seconds"], 1)}, indent=2))
     return 0

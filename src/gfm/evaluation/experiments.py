@@ -5,11 +5,18 @@ the split protocol, the stage settings and the products. For each document
 and seed, :func:`run_seed` loads the dataset and splits it. It embeds the
 items with the LLM, with tag text from the training split, and seeds whose
 item texts are equal reuse one embedding. It then builds the
-co-interaction graph on the training part, trains the HGNN, trains two
-two-tower models per product (with and without HGNN inputs) and evaluates
-them beside the baselines. The seed replaces
+co-interaction graph on the training part, trains the HGNN, trains the
+two-tower model of each product (and the one without HGNN inputs when
+``two-tower`` is among the evaluation's baselines) and evaluates them
+beside the baselines. The seed replaces
 ``split.seed``, ``hgnn.seed`` and ``twotower.seed``. :func:`run_experiments`
 averages the seeds and writes the report.
+
+Each finished seed leaves ``seed.json`` in its folder. With ``resume``, a
+seed whose ``seed.json`` records the same run settings, seed and evaluation
+overrides is read back instead of run again, so an interrupted
+multi-hour run continues where it stopped. The file does not record the
+code version: after changing the code, use a new working folder.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from gfm import storage
 from gfm.embeddings import ItemEmbeddings
@@ -37,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIGS = ("movielens-1m", "lastfm-2k")
 DEFAULT_SEEDS = (0, 1, 2)
+SEED_FILE = "seed.json"
 
 
 @dataclass
@@ -51,6 +60,7 @@ class SeedRun:
         timings: per product and model, ``fit_s``, ``score_s`` and ``users``.
         counts: per product, the evaluation context's counts and drops.
         slices: slice name to its description.
+        resumed: read back from an earlier run's ``seed.json``.
     """
 
     protocol: str
@@ -60,6 +70,10 @@ class SeedRun:
     timings: dict[str, dict[str, dict[str, float]]]
     counts: dict[str, Any] = field(default_factory=dict)
     slices: dict[str, str] = field(default_factory=dict)
+    resumed: bool = False
+
+
+SEED_RUN_FIELDS = tuple(f.name for f in fields(SeedRun) if f.name != "resumed")
 
 
 def _timed(stage_seconds: dict[str, float], name: str, started: float) -> None:
@@ -102,8 +116,34 @@ def _features_fingerprint(items: Any, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _seed_fingerprint(run_config: Any, seed: int,
+                      evaluation_overrides: Mapping[str, Any] | None) -> str:
+    text = json.dumps({"settings": run_config.to_dict(), "seed": seed,
+                       "evaluation_overrides": dict(evaluation_overrides or {})},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _finished_seed(path: Path, fingerprint: str) -> SeedRun | None:
+    """Return the SeedRun saved in ``path`` when it was made with ``fingerprint``."""
+    if not path.exists():
+        return None
+    try:
+        saved = storage.read_json(path)
+        if saved.get("fingerprint") != fingerprint:
+            logger.warning("%s was made with other run settings, seed or evaluation "
+                           "overrides; running the seed again", path)
+            return None
+        return SeedRun(**{name: saved[name] for name in SEED_RUN_FIELDS}, resumed=True)
+    except (ValueError, KeyError, AttributeError) as error:
+        # A file cut short by a killed process, or not written by run_seed.
+        logger.warning("invalid %s (%r); running the seed again", path, error)
+        return None
+
+
 def run_seed(run_config: Any, seed: int, workdir: str | Path,
-             evaluation_overrides: Mapping[str, Any] | None = None) -> SeedRun:
+             evaluation_overrides: Mapping[str, Any] | None = None,
+             resume: bool = False) -> SeedRun:
     """Run every stage of one run settings document with one seed.
 
     Args:
@@ -112,6 +152,8 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
         workdir: folder for the LLM features (shared by seeds), the graph and
             the HGNN outputs (one subfolder per protocol and seed).
         evaluation_overrides: evaluation settings laid over the document's.
+        resume: return the results saved by an earlier call with the same
+            settings, seed and overrides (``seed.json``) instead of running.
 
     Returns:
         The seed's rows, stage times and counts.
@@ -125,12 +167,26 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
     workdir = Path(workdir)
     protocol = str(run_config.dataset["name"])
     run_dir = workdir / protocol / f"seed-{seed}"
+    fingerprint = _seed_fingerprint(run_config, seed, evaluation_overrides)
+    if resume:
+        finished = _finished_seed(run_dir / SEED_FILE, fingerprint)
+        if finished is not None:
+            logger.info("experiment %s, seed %d: reusing the results in %s",
+                        protocol, seed, run_dir / SEED_FILE)
+            return finished
     stage_seconds: dict[str, float] = {}
     logger.info("experiment %s, seed %d: starting in %s", protocol, seed, run_dir)
 
     started = time.monotonic()
+    options = dict(run_config.dataset.get("options") or {})
+    uri = run_config.dataset.get("uri") or ""
+    if protocol == "files":
+        options["path"] = uri
+    elif uri:
+        raise ValueError(f"dataset.uri {uri!r} is only read by the 'files' dataset; "
+                         f"{protocol!r} reads GFM_DATA_DIR, so leave dataset.uri empty")
     dataset = load_dataset(protocol, strict=bool(run_config.dataset.get("strict", False)),
-                           **dict(run_config.dataset.get("options") or {}))
+                           **options)
     split = split_dataset(dataset, dict(run_config.split, seed=seed))
     _timed(stage_seconds, "data", started)
 
@@ -152,9 +208,13 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
                       HGNNConfig.from_dict(hgnn_settings)).embeddings
     _timed(stage_seconds, "hgnn", started)
 
+    evaluation = EvaluationConfig.from_dict(
+        dict(run_config.evaluation, **dict(evaluation_overrides or {})))
+    # The two-tower without HGNN inputs is trained only as a baseline.
+    variants = (True, False) if "two-tower" in evaluation.baselines else (True,)
     models, baselines = [], {}
     for product in run_config.products:
-        for use_hgnn in (True, False):
+        for use_hgnn in variants:
             started = time.monotonic()
             settings = dict(run_config.twotower, seed=seed, use_hgnn=use_hgnn, use_llm=True)
             model = train_two_tower(
@@ -169,20 +229,24 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
                 baselines[product.name] = model
 
     started = time.monotonic()
-    evaluation = EvaluationConfig.from_dict(
-        dict(run_config.evaluation, **dict(evaluation_overrides or {})))
     results = evaluate_products(dataset, split, llm, hgnn, models, evaluation,
                                 baseline_models=baselines)
     _timed(stage_seconds, "evaluate", started)
 
     rows = [dict(row, protocol=protocol, seed=seed) for r in results for row in r.rows]
     storage.write_json(run_dir / "rows.json", json_ready_rows(rows), allow_nan=False)
-    return SeedRun(
+    finished = SeedRun(
         protocol=protocol, seed=seed, rows=rows, stage_seconds=stage_seconds,
         timings={r.product: r.timings for r in results},
         counts={r.product: r.report for r in results},
         slices={name: text for r in results for name, text in r.slices.items()},
     )
+    # NaN stays NaN here (slices without users), so a resumed seed averages
+    # exactly as a fresh one. rows.json is the strict-JSON copy for readers.
+    storage.write_json(run_dir / SEED_FILE, dict(
+        {name: getattr(finished, name) for name in SEED_RUN_FIELDS},
+        fingerprint=fingerprint))
+    return finished
 
 
 def run_experiments(
@@ -192,6 +256,7 @@ def run_experiments(
     out_uri: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     evaluation_overrides: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run every seed of every run settings document and write the averaged report.
 
@@ -203,10 +268,14 @@ def run_experiments(
         overrides: dotted overrides applied to every document, for example
             ``{"hgnn.max_epochs": 2}``.
         evaluation_overrides: evaluation settings laid over each document's.
+        resume: reuse each seed that an earlier run finished with the same
+            settings (see :func:`run_seed`).
 
     Returns:
         The ``metrics.json`` document: averaged ``rows``, ``per_seed`` rows,
-        ``stage_seconds`` and ``timings`` per protocol and seed.
+        ``stage_seconds`` and ``timings`` per protocol and seed,
+        ``wall_seconds`` of this call and the ``resumed`` seeds, whose stage
+        times are those of the run that made them.
     """
     from gfm.pipelines.run_config import load_run_config
 
@@ -220,7 +289,7 @@ def run_experiments(
             run_config = run_config.with_overrides(overrides)
         run_config.validate()
         for seed in seeds:
-            runs.append(run_seed(run_config, seed, workdir, evaluation_overrides))
+            runs.append(run_seed(run_config, seed, workdir, evaluation_overrides, resume))
 
     per_seed = [row for run in runs for row in run.rows]
     rows = aggregate_seeds(per_seed)
@@ -234,6 +303,7 @@ def run_experiments(
         "timings": {f"{r.protocol}/seed-{r.seed}": r.timings for r in runs},
         "counts": {f"{r.protocol}/seed-{r.seed}": r.counts for r in runs},
         "wall_seconds": time.monotonic() - started,
+        "resumed": [f"{r.protocol}/seed-{r.seed}" for r in runs if r.resumed],
     }
     out_uri = out_uri or Path(workdir) / "report"
     notes = excluded_item_notes({

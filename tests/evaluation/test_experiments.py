@@ -1,0 +1,155 @@
+"""The headline experiment runner on a seeded MovieLens-1M slice, every stage real.
+
+Two seeds run load, split, featurize (sentence-transformers), graph, HGNN on
+a local Ray cluster, both two-tower models and the evaluation. A second
+call with ``resume`` reads the finished seeds back instead of training.
+"""
+
+import json
+import math
+import tempfile
+
+import numpy as np
+import pytest
+from gfm.pipelines.run_config import load_run_config
+
+from gfm.cli import main
+from gfm.data import Dataset, load_dataset
+from gfm.evaluation import experiments
+from gfm.evaluation.experiments import SEED_FILE, run_experiments
+
+pytestmark = pytest.mark.slow
+
+SLICE_USERS = 120
+SLICE_ITEMS = 300
+SEEDS = [0, 1]
+
+SETTINGS = {
+    "dataset.name": "files",
+    "split.protocol": "leave_last_n",
+    "split.n_test": 2,
+    "split.n_valid": 1,
+    "split.cold_item_fraction": 0.05,
+    "featurize.engine": "sentence-transformers",
+    "hgnn.max_epochs": 1,
+    "hgnn.edges_per_relation": 2000,
+    "hgnn.num_workers": 1,
+    "twotower.max_epochs": 1,
+    "twotower.num_threads": 1,
+    "evaluation.baselines": ["popularity", "item-knn", "two-tower"],
+}
+
+
+def _save_slice(data_dir, out_dir) -> None:
+    full = load_dataset("movielens-1m", data_dir)
+    rng = np.random.default_rng(3)
+    users = rng.choice(sorted(full.interactions["user_id"].unique()), SLICE_USERS,
+                       replace=False)
+    interactions = full.interactions[full.interactions["user_id"].isin(users)]
+    popular = interactions["item_id"].value_counts().index[:SLICE_ITEMS]
+    interactions = interactions[interactions["item_id"].isin(popular)]
+    Dataset(
+        name="movielens-1m-slice",
+        items=full.items[full.items["item_id"].isin(popular)].reset_index(drop=True),
+        interactions=interactions.reset_index(drop=True),
+        users=full.users[full.users["user_id"].isin(users)].reset_index(drop=True),
+        report={},
+    ).save(str(out_dir))
+
+
+@pytest.fixture(scope="module")
+def finished(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiments")
+    _save_slice(data_dir, root / "slice")
+    config = load_run_config("movielens-1m").with_overrides(
+        dict(SETTINGS, **{"dataset.uri": str(root / "slice")}))
+    config_path = root / "slice.yaml"
+    config_path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+    # Ray's Unix socket paths must stay under 108 bytes, which pytest's
+    # temporary folders can exceed.
+    ray_dir = tempfile.mkdtemp(prefix="gfm-exp-", dir="/tmp")
+    overrides = {"hgnn.ray_temp_dir": ray_dir}
+    document = run_experiments([str(config_path)], SEEDS, root / "work",
+                               overrides=overrides)
+    return root, config_path, overrides, document
+
+
+def test_report_averages_every_seed(finished):
+    root, _, _, document = finished
+    on_disk = json.loads((root / "work" / "report" / "metrics.json").read_text())
+    assert on_disk["rows"] == document["rows"]
+    assert (root / "work" / "report" / "report.md").read_text().strip()
+
+    warm = {row["model"]: row for row in document["rows"] if row["slice"] == "warm"}
+    assert set(warm) == {"2t-hgnn", "two-tower", "popularity", "item-knn"}
+    for row in warm.values():
+        assert row["num_seeds"] == len(SEEDS)
+        assert row["num_users"] > 0
+        assert 0.0 <= row["hr@10"] <= 1.0
+        assert math.isfinite(row["hr@10_std"])
+
+    per_seed = [row for row in document["per_seed"]
+                if row["slice"] == "warm" and row["model"] == "2t-hgnn"]
+    assert sorted(row["seed"] for row in per_seed) == SEEDS
+    mean = sum(row["hr@10"] for row in per_seed) / len(per_seed)
+    assert warm["2t-hgnn"]["hr@10"] == pytest.approx(mean)
+
+    assert sorted(document["stage_seconds"]) == [f"files/seed-{s}" for s in SEEDS]
+    for stages in document["stage_seconds"].values():
+        assert set(stages) == {"data", "featurize", "graph", "hgnn", "twotower_hgnn",
+                               "twotower_llm", "evaluate"}
+    assert document["resumed"] == []
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a resumed seed must not train the HGNN again")
+
+
+def test_resume_reads_finished_seeds_back(finished, monkeypatch):
+    root, config_path, overrides, document = finished
+    monkeypatch.setattr("gfm.hgnn.train_hgnn", _no_training)
+    resumed = run_experiments([str(config_path)], SEEDS, root / "work",
+                              out_uri=root / "resumed", overrides=overrides,
+                              resume=True)
+    assert resumed["resumed"] == [f"files/seed-{s}" for s in SEEDS]
+    assert resumed["rows"] == document["rows"]
+    assert resumed["stage_seconds"] == document["stage_seconds"]
+
+
+def test_seed_file_with_other_settings_is_not_reused(finished, caplog):
+    root, config_path, overrides, _ = finished
+    config = load_run_config(str(config_path)).with_overrides(overrides)
+    seed_file = root / "work" / "files" / "seed-0" / SEED_FILE
+    same = experiments._seed_fingerprint(config, 0, None)
+    assert experiments._finished_seed(seed_file, same) is not None
+
+    for other in (experiments._seed_fingerprint(config, 0, {"num_threads": 1}),
+                  experiments._seed_fingerprint(config, 5, None),
+                  experiments._seed_fingerprint(
+                      config.with_overrides({"twotower.max_epochs": 2}), 0, None)):
+        assert experiments._finished_seed(seed_file, other) is None
+    assert "other run settings" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"fingerprint": "any"}', "[1, 2]"])
+def test_invalid_seed_file_is_run_again(tmp_path, caplog, text):
+    path = tmp_path / SEED_FILE
+    path.write_text(text, encoding="utf-8")
+    assert experiments._finished_seed(path, "any") is None
+    assert "invalid" in caplog.text
+
+
+def test_cli_resume_writes_report(finished, monkeypatch, capsys):
+    root, config_path, overrides, document = finished
+    monkeypatch.setattr("gfm.hgnn.train_hgnn", _no_training)
+    settings = [f"--override={key}={json.dumps(value)}" for key, value in overrides.items()]
+
+    code = main(["evaluate", "experiments", "--configs", str(config_path),
+                 "--seeds", *map(str, SEEDS), "--workdir", str(root / "work"),
+                 "--out", str(root / "cli"), *settings, "--resume"])
+
+    assert code == 0
+    assert "wall_seconds" in json.loads(capsys.readouterr().out)
+    written = json.loads((root / "cli" / "metrics.json").read_text())
+    assert written["resumed"] == [f"files/seed-{s}" for s in SEEDS]
+    assert written["rows"] == document["rows"]
