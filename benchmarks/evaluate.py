@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -128,10 +127,12 @@ def main() -> int:
         from gfm.evaluation.experiments import run_experiments
 
         configure_logging("INFO")
-        overrides = {}
-        for item in args.override:
-            key, _, value = item.partition("=")
-            overrides[key] = json.loads(value)
+        from gfm.evaluation.cli import parse_overrides
+
+        try:
+            overrides = parse_overrides(args.override)
+        except ValueError as error:
+            parser.error(str(error))
         started = time.monotonic()
         document = run_experiments(args.configs, args.seeds, args.workdir,
                                    overrides=overrides,

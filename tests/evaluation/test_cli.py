@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gfm.cli import main
-from gfm.evaluation.cli import _json_mapping, _overrides
+from gfm.evaluation.cli import _json_mapping, parse_overrides
 
 
 def test_evaluate_run_writes_report(tmp_path, movielens, trained_models, capsys):
@@ -49,7 +49,7 @@ def test_json_mapping_reads_inline_and_file(tmp_path):
 
 
 def test_overrides_parse_json_values():
-    assert _overrides(["hgnn.max_epochs=2", "split.protocol=random"]) == {
+    assert parse_overrides(["hgnn.max_epochs=2", "split.protocol=random"]) == {
         "hgnn.max_epochs": 2, "split.protocol": "random"}
     with pytest.raises(ValueError, match="KEY=JSON"):
-        _overrides(["hgnn.max_epochs"])
+        parse_overrides(["hgnn.max_epochs"])

@@ -7,6 +7,7 @@ call with ``resume`` reads the finished seeds back instead of training.
 
 import json
 import math
+import re
 import tempfile
 
 import numpy as np
@@ -16,7 +17,8 @@ from gfm.pipelines.run_config import load_run_config
 from gfm.cli import main
 from gfm.data import Dataset, load_dataset
 from gfm.evaluation import experiments
-from gfm.evaluation.experiments import SEED_FILE, run_experiments
+from gfm.evaluation.config import EvaluationConfig
+from gfm.evaluation.experiments import SEED_FILE, prepare_experiments, run_experiments
 
 pytestmark = pytest.mark.slow
 
@@ -116,27 +118,107 @@ def test_resume_reads_finished_seeds_back(finished, monkeypatch):
     assert resumed["stage_seconds"] == document["stage_seconds"]
 
 
-def test_seed_file_with_other_settings_is_not_reused(finished, caplog):
+def _identity(root, config, seed=0, dataset=None):
+    dataset = dataset or load_dataset("files", path=str(root / "slice"))
+    evaluation = EvaluationConfig.from_dict(config.evaluation)
+    return experiments._seed_identity(config, seed, evaluation, dataset)
+
+
+def test_seed_file_reused_despite_placement_settings(finished):
     root, config_path, overrides, _ = finished
     config = load_run_config(str(config_path)).with_overrides(overrides)
     seed_file = root / "work" / "files" / "seed-0" / SEED_FILE
-    same = experiments._seed_fingerprint(config, 0, None)
-    assert experiments._finished_seed(seed_file, same) is not None
+    moved = config.with_overrides({"hgnn.ray_temp_dir": "/tmp/elsewhere",
+                                   "deploy.dry_run": False})
 
-    for other in (experiments._seed_fingerprint(config, 0, {"num_threads": 1}),
-                  experiments._seed_fingerprint(config, 5, None),
-                  experiments._seed_fingerprint(
-                      config.with_overrides({"twotower.max_epochs": 2}), 0, None)):
-        assert experiments._finished_seed(seed_file, other) is None
-    assert "other run settings" in caplog.text
+    assert experiments._finished_seed(seed_file, _identity(root, config), "files", 0)
+    assert experiments._finished_seed(seed_file, _identity(root, moved), "files", 0)
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"fingerprint": "any"}', "[1, 2]"])
+def test_seed_file_with_other_inputs_is_not_reused(finished, caplog):
+    root, config_path, overrides, _ = finished
+    config = load_run_config(str(config_path)).with_overrides(overrides)
+    seed_file = root / "work" / "files" / "seed-0" / SEED_FILE
+    dataset = load_dataset("files", path=str(root / "slice"))
+    fewer = Dataset(name=dataset.name, items=dataset.items, users=dataset.users,
+                    interactions=dataset.interactions.iloc[:-10], report={})
+    cases = {
+        "twotower": _identity(root, config.with_overrides({"twotower.max_epochs": 2})),
+        "evaluation": _identity(root, config.with_overrides({"evaluation.hit_k": 5})),
+        "seed": _identity(root, config, seed=5),
+        "data": _identity(root, config, dataset=fewer),
+    }
+    for changed, identity in cases.items():
+        caplog.clear()
+        assert experiments._finished_seed(seed_file, identity, "files", 0) is None
+        assert f"was made with other {changed}" in caplog.text
+
+
+@pytest.mark.parametrize("edit", [
+    {"rows": "x"}, {"rows": []}, {"rows": [{"model": "m"}]}, {"seed": 7},
+])
+def test_seed_file_of_wrong_shape_is_run_again(finished, tmp_path, caplog, edit):
+    root, config_path, overrides, _ = finished
+    config = load_run_config(str(config_path)).with_overrides(overrides)
+    saved = json.loads((root / "work" / "files" / "seed-0" / SEED_FILE).read_text())
+    path = tmp_path / SEED_FILE
+    path.write_text(json.dumps(dict(saved, **edit)), encoding="utf-8")
+
+    assert experiments._finished_seed(path, _identity(root, config), "files", 0) is None
+    assert "invalid" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"identity": {}}', "[1, 2]"])
 def test_invalid_seed_file_is_run_again(tmp_path, caplog, text):
     path = tmp_path / SEED_FILE
     path.write_text(text, encoding="utf-8")
-    assert experiments._finished_seed(path, "any") is None
+    assert experiments._finished_seed(path, {}, "files", 0) is None
     assert "invalid" in caplog.text
+
+
+@pytest.mark.parametrize(("configs", "seeds", "expected"), [
+    ([], [0], "configs is empty"),
+    (["movielens-1m"], [], "seeds is empty"),
+    (["movielens-1m"], [0, 1, 0], "seeds [0] are repeated"),
+    (["movielens-1m"], [-1], "seeds [-1] are invalid"),
+    (["movielens-1m", "movielens-1m"], [0], "both use dataset 'movielens-1m'"),
+])
+def test_prepare_rejects_bad_lists(tmp_path, configs, seeds, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        prepare_experiments(configs, seeds, tmp_path)
+
+
+def test_prepare_rejects_bad_folders(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(ValueError, match="must be a local folder"):
+        prepare_experiments(["movielens-1m"], [0], "gs://bucket/work")
+    with pytest.raises(ValueError, match="workdir .* is a file"):
+        prepare_experiments(["movielens-1m"], [0], a_file)
+    with pytest.raises(ValueError, match="out .* is a file"):
+        prepare_experiments(["movielens-1m"], [0], tmp_path / "work", a_file)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"dataset.name": "files"}, "needs dataset.uri"),
+    ({"dataset.uri": "/data/x"}, "only read by the 'files' dataset"),
+])
+def test_prepare_checks_dataset_uri(tmp_path, overrides, expected):
+    with pytest.raises(ValueError, match=expected):
+        prepare_experiments(["movielens-1m"], [0], tmp_path, overrides=overrides)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--configs", "no-such-settings"],
+    ["--configs", "movielens-1m", "--override", "nosection.key=1"],
+    ["--configs", "movielens-1m", "--seeds", "0", "0"],
+])
+def test_cli_rejects_bad_arguments_before_running(tmp_path, capsys, argv):
+    code = main(["evaluate", "experiments", "--workdir", str(tmp_path / "work"), *argv])
+
+    assert code == 2
+    assert "gfm evaluate experiments:" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
 
 
 def test_cli_resume_writes_report(finished, monkeypatch, capsys):

@@ -76,11 +76,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _experiments(args: argparse.Namespace) -> int:
-    from gfm.evaluation.experiments import run_experiments
+    from gfm.evaluation.experiments import prepare_experiments, run_experiments
 
     try:
-        overrides = _overrides(args.override)
-    except ValueError as error:
+        overrides = parse_overrides(args.override)
+        prepare_experiments(args.configs, args.seeds, args.workdir, args.out, overrides)
+    except (ValueError, FileNotFoundError) as error:
         print(f"gfm evaluate experiments: {error}", file=sys.stderr)
         return 2
     document = run_experiments(args.configs, args.seeds, Path(args.workdir),
@@ -103,7 +104,14 @@ def _json_mapping(value: str | None) -> dict[str, Any]:
     return mapping
 
 
-def _overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``KEY=JSON`` items into dotted run settings overrides.
+
+    A value that is not JSON is kept as a string.
+
+    Raises:
+        ValueError: for an item without ``=`` or without a key.
+    """
     overrides = {}
     for item in items:
         key, separator, value = item.partition("=")

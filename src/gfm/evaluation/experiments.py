@@ -13,10 +13,12 @@ beside the baselines. The seed replaces
 averages the seeds and writes the report.
 
 Each finished seed leaves ``seed.json`` in its folder. With ``resume``, a
-seed whose ``seed.json`` records the same run settings, seed and evaluation
-overrides is read back instead of run again, so an interrupted
-multi-hour run continues where it stopped. The file does not record the
-code version: after changing the code, use a new working folder.
+seed whose ``seed.json`` records the same data (digests of the tables),
+run settings, evaluation settings and seed is read back instead of run
+again, so an interrupted multi-hour run continues where it stopped.
+Settings that only place or publish a run (``serving``, ``deploy``,
+``hgnn.ray_temp_dir``) do not count. The file does not record the code
+version: after changing the code, use a new working folder.
 """
 
 from __future__ import annotations
@@ -116,29 +118,151 @@ def _features_fingerprint(items: Any, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _seed_fingerprint(run_config: Any, seed: int,
-                      evaluation_overrides: Mapping[str, Any] | None) -> str:
-    text = json.dumps({"settings": run_config.to_dict(), "seed": seed,
-                       "evaluation_overrides": dict(evaluation_overrides or {})},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+# Sections and keys that cannot change a seed's results: the seed
+# replaces the stage seeds, and these only place or publish the run.
+_IDENTITY_SKIPPED = {"serving": None, "deploy": None,
+                     "split": ("seed",), "hgnn": ("seed", "ray_temp_dir"),
+                     "twotower": ("seed",)}
 
 
-def _finished_seed(path: Path, fingerprint: str) -> SeedRun | None:
-    """Return the SeedRun saved in ``path`` when it was made with ``fingerprint``."""
+def _seed_identity(run_config: Any, seed: int, evaluation: EvaluationConfig,
+                   dataset: Any) -> dict[str, Any]:
+    """Return what a seed's results depend on, section by section, as JSON data.
+
+    The data enters as digests of the three tables, so a resumed seed is
+    never one computed on other interactions.
+    """
+    import pyarrow as pa
+
+    identity: dict[str, Any] = {}
+    for section, value in run_config.to_dict().items():
+        if section in _IDENTITY_SKIPPED and _IDENTITY_SKIPPED[section] is None:
+            continue
+        skipped = _IDENTITY_SKIPPED.get(section) or ()
+        if isinstance(value, Mapping):
+            value = {key: item for key, item in value.items() if key not in skipped}
+        identity[section] = json.loads(json.dumps(value, sort_keys=True, default=str))
+    identity["evaluation"] = json.loads(json.dumps(evaluation.to_dict(), default=str))
+    identity["seed"] = seed
+    identity["data"] = {}
+    for name in ("items", "interactions", "users"):
+        table = pa.Table.from_pandas(getattr(dataset, name), preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        identity["data"][name] = hashlib.sha256(sink.getvalue()).hexdigest()
+    return identity
+
+
+def _finished_seed(path: Path, identity: Mapping[str, Any], protocol: str,
+                   seed: int) -> SeedRun | None:
+    """Return the SeedRun saved in ``path`` when it was made with ``identity``."""
     if not path.exists():
         return None
     try:
         saved = storage.read_json(path)
-        if saved.get("fingerprint") != fingerprint:
-            logger.warning("%s was made with other run settings, seed or evaluation "
-                           "overrides; running the seed again", path)
+        changed = sorted(key for key in set(identity) | set(saved["identity"])
+                         if identity.get(key) != saved["identity"].get(key))
+        if changed:
+            logger.warning("%s was made with other %s; running the seed again",
+                           path, ", ".join(changed))
             return None
-        return SeedRun(**{name: saved[name] for name in SEED_RUN_FIELDS}, resumed=True)
-    except (ValueError, KeyError, AttributeError) as error:
+        finished = SeedRun(**{name: saved[name] for name in SEED_RUN_FIELDS},
+                           resumed=True)
+        _check_seed_run(finished, protocol, seed)
+        return finished
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
         # A file cut short by a killed process, or not written by run_seed.
         logger.warning("invalid %s (%r); running the seed again", path, error)
         return None
+
+
+def _check_seed_run(run: SeedRun, protocol: str, seed: int) -> None:
+    """Raise ValueError unless ``run`` is a well-formed result of ``protocol`` and ``seed``."""
+    if run.protocol != protocol or run.seed != seed:
+        raise ValueError(f"it holds {run.protocol!r} seed {run.seed!r}, not "
+                         f"{protocol!r} seed {seed}")
+    if not isinstance(run.rows, list) or not run.rows:
+        raise ValueError("it has no result rows")
+    for row in run.rows:
+        missing = {"model", "product", "slice", "num_users"} - set(row)
+        if missing:
+            raise ValueError(f"a row lacks {sorted(missing)}")
+
+
+def dataset_options(run_config: Any) -> dict[str, Any]:
+    """Return the ``load_dataset`` options of a run settings document.
+
+    Raises:
+        ValueError: if ``dataset.uri`` is missing for ``files`` or set for a
+            named dataset.
+    """
+    name = str(run_config.dataset["name"])
+    options = dict(run_config.dataset.get("options") or {})
+    uri = run_config.dataset.get("uri") or ""
+    if name == "files":
+        if not uri:
+            raise ValueError("dataset 'files' needs dataset.uri, the folder of its "
+                             "tables, for example --override dataset.uri=/data/tables")
+        options["path"] = uri
+    elif uri:
+        raise ValueError(f"dataset.uri {uri!r} is only read by the 'files' dataset; "
+                         f"{name!r} reads GFM_DATA_DIR, so leave dataset.uri empty")
+    return options
+
+
+def prepare_experiments(configs: Sequence[str], seeds: Sequence[int],
+                        workdir: str | Path, out_uri: str | Path | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> list[Any]:
+    """Load and check every run settings document before any seed runs.
+
+    Returns:
+        The validated ``RunConfig`` of each entry of ``configs``.
+
+    Raises:
+        ValueError: for an empty or repeated config or seed list, a negative
+            seed, two documents of one dataset name (their seeds would share
+            folders and be averaged together), invalid settings, or a
+            working or report folder that cannot be written.
+    """
+    from gfm.pipelines.run_config import load_run_config
+
+    if not configs:
+        raise ValueError("configs is empty; pass at least one run settings name, "
+                         "for example movielens-1m")
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, for example [0, 1, 2]")
+    repeated = sorted({seed for seed in seeds if list(seeds).count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds {repeated} are repeated; each seed counts once in "
+                         "the mean, so list it once")
+    negative = [seed for seed in seeds if not isinstance(seed, int) or seed < 0]
+    if negative:
+        raise ValueError(f"seeds {negative} are invalid; use integers of 0 or more")
+    if storage.is_gcs(workdir):
+        raise ValueError(f"workdir {str(workdir)!r} must be a local folder: Ray and "
+                         "the graph files are written there; --out may be gs://")
+    if Path(workdir).exists() and not Path(workdir).is_dir():
+        raise ValueError(f"workdir {str(workdir)!r} is a file; pass a folder")
+    if out_uri is not None and not storage.is_gcs(out_uri) and Path(out_uri).is_file():
+        raise ValueError(f"out {str(out_uri)!r} is a file; pass a folder for the report")
+
+    run_configs, names = [], {}
+    for name in configs:
+        run_config = load_run_config(name)
+        if overrides:
+            run_config = run_config.with_overrides(overrides)
+        run_config.validate()
+        dataset_options(run_config)
+        dataset = str(run_config.dataset["name"])
+        if dataset in names:
+            raise ValueError(
+                f"configs {names[dataset]!r} and {name!r} both use dataset {dataset!r}; "
+                f"their seeds would share {Path(workdir) / dataset} and be averaged "
+                "together, so run them with separate --workdir folders")
+        names[dataset] = name
+        run_configs.append(run_config)
+    return run_configs
 
 
 def run_seed(run_config: Any, seed: int, workdir: str | Path,
@@ -153,7 +277,8 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
             the HGNN outputs (one subfolder per protocol and seed).
         evaluation_overrides: evaluation settings laid over the document's.
         resume: return the results saved by an earlier call with the same
-            settings, seed and overrides (``seed.json``) instead of running.
+            data, settings, seed and evaluation settings (``seed.json``)
+            instead of running.
 
     Returns:
         The seed's rows, stage times and counts.
@@ -167,26 +292,21 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
     workdir = Path(workdir)
     protocol = str(run_config.dataset["name"])
     run_dir = workdir / protocol / f"seed-{seed}"
-    fingerprint = _seed_fingerprint(run_config, seed, evaluation_overrides)
+    evaluation = EvaluationConfig.from_dict(
+        dict(run_config.evaluation, **dict(evaluation_overrides or {})))
+    stage_seconds: dict[str, float] = {}
+
+    started = time.monotonic()
+    dataset = load_dataset(protocol, strict=bool(run_config.dataset.get("strict", False)),
+                           **dataset_options(run_config))
+    identity = _seed_identity(run_config, seed, evaluation, dataset)
     if resume:
-        finished = _finished_seed(run_dir / SEED_FILE, fingerprint)
+        finished = _finished_seed(run_dir / SEED_FILE, identity, protocol, seed)
         if finished is not None:
             logger.info("experiment %s, seed %d: reusing the results in %s",
                         protocol, seed, run_dir / SEED_FILE)
             return finished
-    stage_seconds: dict[str, float] = {}
     logger.info("experiment %s, seed %d: starting in %s", protocol, seed, run_dir)
-
-    started = time.monotonic()
-    options = dict(run_config.dataset.get("options") or {})
-    uri = run_config.dataset.get("uri") or ""
-    if protocol == "files":
-        options["path"] = uri
-    elif uri:
-        raise ValueError(f"dataset.uri {uri!r} is only read by the 'files' dataset; "
-                         f"{protocol!r} reads GFM_DATA_DIR, so leave dataset.uri empty")
-    dataset = load_dataset(protocol, strict=bool(run_config.dataset.get("strict", False)),
-                           **options)
     split = split_dataset(dataset, dict(run_config.split, seed=seed))
     _timed(stage_seconds, "data", started)
 
@@ -208,8 +328,6 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
                       HGNNConfig.from_dict(hgnn_settings)).embeddings
     _timed(stage_seconds, "hgnn", started)
 
-    evaluation = EvaluationConfig.from_dict(
-        dict(run_config.evaluation, **dict(evaluation_overrides or {})))
     # The two-tower without HGNN inputs is trained only as a baseline.
     variants = (True, False) if "two-tower" in evaluation.baselines else (True,)
     models, baselines = [], {}
@@ -245,7 +363,7 @@ def run_seed(run_config: Any, seed: int, workdir: str | Path,
     # exactly as a fresh one. rows.json is the strict-JSON copy for readers.
     storage.write_json(run_dir / SEED_FILE, dict(
         {name: getattr(finished, name) for name in SEED_RUN_FIELDS},
-        fingerprint=fingerprint))
+        identity=identity))
     return finished
 
 
@@ -269,7 +387,10 @@ def run_experiments(
             ``{"hgnn.max_epochs": 2}``.
         evaluation_overrides: evaluation settings laid over each document's.
         resume: reuse each seed that an earlier run finished with the same
-            settings (see :func:`run_seed`).
+            data and settings (see :func:`run_seed`).
+
+    Raises:
+        ValueError: from :func:`prepare_experiments`, before any seed runs.
 
     Returns:
         The ``metrics.json`` document: averaged ``rows``, ``per_seed`` rows,
@@ -277,17 +398,10 @@ def run_experiments(
         ``wall_seconds`` of this call and the ``resumed`` seeds, whose stage
         times are those of the run that made them.
     """
-    from gfm.pipelines.run_config import load_run_config
-
-    if not seeds:
-        raise ValueError("seeds is empty; pass at least one seed, for example [0, 1, 2]")
+    run_configs = prepare_experiments(configs, seeds, workdir, out_uri, overrides)
     started = time.monotonic()
     runs: list[SeedRun] = []
-    for name in configs:
-        run_config = load_run_config(name)
-        if overrides:
-            run_config = run_config.with_overrides(overrides)
-        run_config.validate()
+    for run_config in run_configs:
         for seed in seeds:
             runs.append(run_seed(run_config, seed, workdir, evaluation_overrides, resume))
 
