@@ -57,6 +57,8 @@ def test_to_dict_round_trips():
         ({"early_stopping_metric": "loss"}, "early_stopping_metric"),
         ({"max_failures": -2}, "max_failures"),
         ({"dropout": 1.0}, "dropout"),
+        ({"isolate_fraction": 1.0}, "isolate_fraction=1.0 must lie in"),
+        ({"isolate_fraction": -0.1}, "isolate_fraction=-0.1 must lie in"),
     ],
 )
 def test_invalid_value_raises(values, message):
@@ -109,6 +111,7 @@ INF = float("inf")
         ({"margin": NAN}, "margin=nan must be a finite number"),
         ({"weight_decay": NAN}, "weight_decay=nan must be a finite number"),
         ({"dropout": NAN}, "dropout=nan must be a finite number"),
+        ({"isolate_fraction": NAN}, "isolate_fraction=nan must be a finite number"),
         ({"valid_fraction": "0.1"}, "valid_fraction='0.1' must be a finite number"),
         ({"edges_per_relation": 2.5}, "edges_per_relation=2.5 must be a positive"),
         ({"max_failures": 1.5}, "max_failures=1.5 must be -1"),

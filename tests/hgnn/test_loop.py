@@ -75,6 +75,16 @@ def test_continue_from_state_runs_remaining_epochs(movielens_graph, one_thread):
     assert resumed.history[:2] == first.history
 
 
+def test_isolated_nodes_still_train(movielens_graph, one_thread):
+    data = load_graph(movielens_graph).data
+    config = HGNNConfig.from_dict(dict(FAST, max_epochs=2, patience=2,
+                                       isolate_fraction=0.3))
+    state = train_loop(data, config)
+    losses = [h["train_loss"] for h in state.history]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert state.history[state.best_epoch - 1]["val_auc"] > 0.7  # random: 0.5
+
+
 def test_patience_stops_early(movielens_graph, one_thread):
     data = load_graph(movielens_graph).data
     # With lr 0 the weights never change, so no epoch improves on the first.

@@ -10,6 +10,7 @@ from gfm.hgnn.sampling import (
     check_epoch_has_pairs,
     draw_epoch_edges,
     epoch_batches,
+    isolate_nodes,
     relation_cap,
     relations_below_cap_floor,
 )
@@ -261,3 +262,23 @@ def test_neighbours_redrawn_within_fanout():
                     else:
                         assert degree <= fanouts[1], (edge_type, local)
     assert seeds_at_fanout > 0
+
+
+def test_isolate_nodes_drops_edges_into_picked_nodes():
+    batch = symmetric_graph()
+    torch.manual_seed(3)
+    kept = isolate_nodes(batch, 0.5)
+    torch.manual_seed(3)
+    picked = {t: torch.rand(batch[t].num_nodes) < 0.5 for t in ("movie", "tag")}
+
+    for relation, edge_index in batch.edge_index_dict.items():
+        expected = edge_index[:, ~picked[relation[2]][edge_index[1]]]
+        assert torch.equal(kept[relation], expected)
+        assert 0 < kept[relation].shape[1] < edge_index.shape[1]
+
+
+def test_isolate_nodes_fraction_zero_keeps_every_edge():
+    batch = symmetric_graph()
+    kept = isolate_nodes(batch, 0.0)
+    for relation, edge_index in batch.edge_index_dict.items():
+        assert torch.equal(kept[relation], edge_index)

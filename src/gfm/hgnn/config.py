@@ -235,6 +235,10 @@ class HGNNConfig:
             max-pool (GraphSAGE's pooling aggregator). Off by default: on
             MovieLens-1M the plain max scored higher (docs/hgnn.md).
         dropout: dropout probability between layers.
+        isolate_fraction: share of each training batch's nodes whose
+            incoming edges are removed for that step, so the network also
+            learns to embed a node from its features alone, as it must for
+            items without edges. 0 turns it off.
         margin: margin of the max-margin (hinge) loss on cosine scores.
         num_negatives: random negative items drawn per positive edge.
         in_batch_negatives: also use the other positives of a batch as
@@ -296,6 +300,7 @@ class HGNNConfig:
     inference_num_neighbors: list[int] | None = None
     project: bool = False
     dropout: float = 0.0
+    isolate_fraction: float = 0.0
     margin: float = 0.2
     num_negatives: int = 1
     in_batch_negatives: bool = True
@@ -429,7 +434,8 @@ class HGNNConfig:
     def _validate_reals(self) -> None:
         # NaN fails every comparison, so each range check first requires a
         # finite number.
-        for name in ("valid_fraction", "dropout", "margin", "lr", "weight_decay"):
+        for name in ("valid_fraction", "dropout", "isolate_fraction", "margin", "lr",
+                     "weight_decay"):
             value = getattr(self, name)
             if not _is_finite_real(value):
                 raise ValueError(
@@ -442,6 +448,11 @@ class HGNNConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(
                 f"HGNN setting dropout={self.dropout!r} must lie in [0, 1)"
+            )
+        if not 0.0 <= self.isolate_fraction < 1.0:
+            raise ValueError(
+                f"HGNN setting isolate_fraction={self.isolate_fraction!r} must lie "
+                "in [0, 1)"
             )
         if self.margin <= 0.0:
             raise ValueError(f"HGNN setting margin={self.margin!r} must be positive")

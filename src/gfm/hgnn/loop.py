@@ -39,6 +39,7 @@ from gfm.hgnn.sampling import (
     check_epoch_has_pairs,
     draw_epoch_edges,
     epoch_batches,
+    isolate_nodes,
     min_relation_cap,
     relation_cap,
     relations_below_cap_floor,
@@ -310,7 +311,10 @@ def _run_epoch(
         )
     for relation, batch in batches:
         batch = batch.to(hooks.device)
-        embeddings = model(batch.x_dict, batch.edge_index_dict)
+        edge_index_dict = batch.edge_index_dict
+        if config.isolate_fraction > 0.0:
+            edge_index_dict = isolate_nodes(batch, config.isolate_fraction)
+        embeddings = model(batch.x_dict, edge_index_dict)
         loss = batch_loss(
             embeddings,
             batch,

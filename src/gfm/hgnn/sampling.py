@@ -256,3 +256,22 @@ def epoch_batches(
     for index in order:
         relation = steps[index]
         yield relation, next(loaders[relation])
+
+
+def isolate_nodes(batch: HeteroData, fraction: float) -> dict[EdgeType, Tensor]:
+    """Return the batch's edges without those into a random share of its nodes.
+
+    Each node of the batch is picked with probability ``fraction`` (from
+    torch's global generator), and every edge whose destination is a picked
+    node is left out, in every relation and so at every layer. A picked node
+    is then embedded as an item without edges is at inference.
+    """
+    picked = {
+        node_type: torch.rand(batch[node_type].num_nodes,
+                              device=batch[node_type].x.device) < fraction
+        for node_type in batch.node_types
+    }
+    return {
+        relation: edge_index[:, ~picked[relation[2]][edge_index[1]]]
+        for relation, edge_index in batch.edge_index_dict.items()
+    }
