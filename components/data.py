@@ -28,16 +28,11 @@ def ingest(
     metadata gets the row counts and the dropped rows.
     """
     from gfm.components import decode_parameter
-    from gfm.data import load_dataset
+    from gfm.data import load_dataset, loader_options
     from gfm.logging_setup import configure_logging
 
     configure_logging()
-    options = dict(decode_parameter(config) or {})
-    if dataset_name == "files":
-        options["path"] = files_uri
-    elif files_uri:
-        raise ValueError(f"files_uri {files_uri!r} is only read by the 'files' "
-                         f"dataset, not {dataset_name!r}; leave it empty")
+    options = loader_options(dataset_name, files_uri, decode_parameter(config))
     loaded = load_dataset(dataset_name, strict=strict, **options)
     loaded.save(dataset.path)
 

@@ -53,6 +53,24 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     return _call(_loader(name), name, data_dir, strict=strict, **options)
 
 
+def loader_options(name: str, files_uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the :func:`load_dataset` options of a dataset name and folder.
+
+    ``files_uri`` (the run settings' ``dataset.uri``) is the ``path`` of the
+    ``files`` dataset. The named datasets read ``GFM_DATA_DIR`` instead.
+
+    Raises:
+        ValueError: if ``files_uri`` is set for a named dataset.
+    """
+    options = dict(options or {})
+    if name == "files":
+        options["path"] = files_uri
+    elif files_uri:
+        raise ValueError(f"files_uri {files_uri!r} (dataset.uri in the run settings) is "
+                         f"only read by the 'files' dataset, not {name!r}; leave it empty")
+    return options
+
+
 def _call(loader: Callable[..., Dataset], name: str, *args: Any, **options: Any) -> Dataset:
     accepted = set(inspect.signature(loader).parameters)
     unknown = sorted(set(options) - accepted)
