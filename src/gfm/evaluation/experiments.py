@@ -118,11 +118,16 @@ def _features_fingerprint(items: Any, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# Sections and keys that cannot change a seed's results: the seed
-# replaces the stage seeds, and these only place or publish the run.
-_IDENTITY_SKIPPED = {"serving": None, "deploy": None,
-                     "split": ("seed",), "hgnn": ("seed", "ray_temp_dir"),
-                     "twotower": ("seed",)}
+# Settings that cannot change a seed's results: the seed replaces the
+# stage seeds, and the rest only place or publish the run.
+_PLACEMENT_SECTIONS = {"serving", "deploy"}
+_PLACEMENT_KEYS = {"split": {"seed"}, "hgnn": {"seed", "ray_temp_dir"},
+                   "twotower": {"seed"}}
+
+
+def _json_data(value: Any) -> Any:
+    """Return ``value`` as it reads back from JSON, so saved and new identities compare."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def _seed_identity(run_config: Any, seed: int, evaluation: EvaluationConfig,
@@ -136,14 +141,16 @@ def _seed_identity(run_config: Any, seed: int, evaluation: EvaluationConfig,
 
     identity: dict[str, Any] = {}
     for section, value in run_config.to_dict().items():
-        if section in _IDENTITY_SKIPPED and _IDENTITY_SKIPPED[section] is None:
+        if section in _PLACEMENT_SECTIONS or section == "evaluation":
             continue
-        skipped = _IDENTITY_SKIPPED.get(section) or ()
+        skipped = _PLACEMENT_KEYS.get(section, set())
         if isinstance(value, Mapping):
             value = {key: item for key, item in value.items() if key not in skipped}
-        identity[section] = json.loads(json.dumps(value, sort_keys=True, default=str))
-    identity["evaluation"] = json.loads(json.dumps(evaluation.to_dict(), default=str))
+        identity[section] = _json_data(value)
+    # The merged settings, so an override equal to a default changes nothing.
+    identity["evaluation"] = _json_data(evaluation.to_dict())
     identity["seed"] = seed
+
     identity["data"] = {}
     for name in ("items", "interactions", "users"):
         table = pa.Table.from_pandas(getattr(dataset, name), preserve_index=False)
@@ -180,14 +187,14 @@ def _finished_seed(path: Path, identity: Mapping[str, Any], protocol: str,
 def _check_seed_run(run: SeedRun, protocol: str, seed: int) -> None:
     """Raise ValueError unless ``run`` is a well-formed result of ``protocol`` and ``seed``."""
     if run.protocol != protocol or run.seed != seed:
-        raise ValueError(f"it holds {run.protocol!r} seed {run.seed!r}, not "
+        raise ValueError(f"it contains {run.protocol!r} seed {run.seed!r}, not "
                          f"{protocol!r} seed {seed}")
     if not isinstance(run.rows, list) or not run.rows:
-        raise ValueError("it has no result rows")
+        raise ValueError("its result rows are missing")
     for row in run.rows:
         missing = {"model", "product", "slice", "num_users"} - set(row)
         if missing:
-            raise ValueError(f"a row lacks {sorted(missing)}")
+            raise ValueError(f"a result row is missing {sorted(missing)}")
 
 
 def dataset_options(run_config: Any) -> dict[str, Any]:
@@ -197,18 +204,14 @@ def dataset_options(run_config: Any) -> dict[str, Any]:
         ValueError: if ``dataset.uri`` is missing for ``files`` or set for a
             named dataset.
     """
+    from gfm.data import loader_options
+
     name = str(run_config.dataset["name"])
-    options = dict(run_config.dataset.get("options") or {})
     uri = run_config.dataset.get("uri") or ""
-    if name == "files":
-        if not uri:
-            raise ValueError("dataset 'files' needs dataset.uri, the folder of its "
-                             "tables, for example --override dataset.uri=/data/tables")
-        options["path"] = uri
-    elif uri:
-        raise ValueError(f"dataset.uri {uri!r} is only read by the 'files' dataset; "
-                         f"{name!r} reads GFM_DATA_DIR, so leave dataset.uri empty")
-    return options
+    if name == "files" and not uri:
+        raise ValueError("dataset 'files' needs dataset.uri, the folder of its "
+                         "tables, for example --override dataset.uri=/data/tables")
+    return loader_options(name, uri, run_config.dataset.get("options"))
 
 
 def prepare_experiments(configs: Sequence[str], seeds: Sequence[int],
