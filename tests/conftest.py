@@ -9,9 +9,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 # Seconds to wait until fake-gcs-server serves its first request.
@@ -48,6 +50,39 @@ def data_dir() -> Path:
         if not (path / name).is_dir():
             pytest.fail(f"GFM_DATA_DIR={path} has no {name}/ folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def save_movielens_slice(data_dir: Path) -> Callable[..., Any]:
+    """Return a function that saves a seeded MovieLens-1M slice in the Dataset layout.
+
+    The function takes ``(out_dir, num_users, num_items, seed)``. It draws
+    ``num_users`` users, keeps their ratings of the ``num_items`` movies
+    they rated most, saves the slice to ``out_dir`` and returns it.
+    """
+    from gfm.data import Dataset, load_dataset
+
+    full = load_dataset("movielens-1m", data_dir)
+
+    def save(out_dir: Path, num_users: int, num_items: int, seed: int) -> Dataset:
+        rng = np.random.default_rng(seed)
+        users = rng.choice(sorted(full.interactions["user_id"].unique()), num_users,
+                           replace=False)
+        interactions = full.interactions[full.interactions["user_id"].isin(users)]
+        popular = interactions["item_id"].value_counts().index[:num_items]
+        interactions = interactions[interactions["item_id"].isin(popular)]
+        items = full.items[full.items["item_id"].isin(interactions["item_id"].unique())]
+        sliced = Dataset(
+            name="movielens-1m-slice",
+            items=items.reset_index(drop=True),
+            interactions=interactions.reset_index(drop=True),
+            users=full.users[full.users["user_id"].isin(users)].reset_index(drop=True),
+            report={},
+        )
+        sliced.save(str(out_dir))
+        return sliced
+
+    return save
 
 
 class GcsEmulator:

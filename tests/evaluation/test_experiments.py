@@ -10,7 +10,6 @@ import math
 import re
 import tempfile
 
-import numpy as np
 import pytest
 from gfm.pipelines.run_config import load_run_config
 
@@ -42,27 +41,10 @@ SETTINGS = {
 }
 
 
-def _save_slice(data_dir, out_dir) -> None:
-    full = load_dataset("movielens-1m", data_dir)
-    rng = np.random.default_rng(3)
-    users = rng.choice(sorted(full.interactions["user_id"].unique()), SLICE_USERS,
-                       replace=False)
-    interactions = full.interactions[full.interactions["user_id"].isin(users)]
-    popular = interactions["item_id"].value_counts().index[:SLICE_ITEMS]
-    interactions = interactions[interactions["item_id"].isin(popular)]
-    Dataset(
-        name="movielens-1m-slice",
-        items=full.items[full.items["item_id"].isin(popular)].reset_index(drop=True),
-        interactions=interactions.reset_index(drop=True),
-        users=full.users[full.users["user_id"].isin(users)].reset_index(drop=True),
-        report={},
-    ).save(str(out_dir))
-
-
 @pytest.fixture(scope="module")
-def finished(data_dir, tmp_path_factory):
+def finished(save_movielens_slice, tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
-    _save_slice(data_dir, root / "slice")
+    save_movielens_slice(root / "slice", SLICE_USERS, SLICE_ITEMS, seed=3)
     config = load_run_config("movielens-1m").with_overrides(
         dict(SETTINGS, **{"dataset.uri": str(root / "slice")}))
     config_path = root / "slice.yaml"

@@ -267,18 +267,18 @@ def test_neighbours_redrawn_within_fanout():
 def test_isolate_nodes_drops_edges_into_picked_nodes():
     batch = symmetric_graph()
     torch.manual_seed(3)
-    kept = isolate_nodes(batch, 0.5)
+    remaining = isolate_nodes(batch, 0.5)
     torch.manual_seed(3)
     picked = {t: torch.rand(batch[t].num_nodes) < 0.5 for t in ("movie", "tag")}
 
     for relation, edge_index in batch.edge_index_dict.items():
         expected = edge_index[:, ~picked[relation[2]][edge_index[1]]]
-        assert torch.equal(kept[relation], expected)
-        assert 0 < kept[relation].shape[1] < edge_index.shape[1]
+        assert torch.equal(remaining[relation], expected)
+        assert 0 < remaining[relation].shape[1] < edge_index.shape[1]
 
 
 def test_isolate_nodes_fraction_zero_keeps_every_edge():
     batch = symmetric_graph()
-    kept = isolate_nodes(batch, 0.0)
+    remaining = isolate_nodes(batch, 0.0)
     for relation, edge_index in batch.edge_index_dict.items():
-        assert torch.equal(kept[relation], edge_index)
+        assert torch.equal(remaining[relation], edge_index)

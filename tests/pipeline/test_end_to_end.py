@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-from gfm.data import Dataset, load_dataset
 from gfm.pipelines.demo import MIN_HISTORY, format_prediction, pick_user, titles_of
 from gfm.pipelines.foundation import read_foundation_manifest
 from gfm.pipelines.local_run import run_local
@@ -44,26 +43,6 @@ SLICE_SETTINGS = {
 }
 
 
-def _slice(data_dir, out_dir) -> Dataset:
-    full = load_dataset("movielens-1m", data_dir)
-    rng = np.random.default_rng(SEED)
-    users = rng.choice(sorted(full.interactions["user_id"].unique()), SLICE_USERS,
-                       replace=False)
-    interactions = full.interactions[full.interactions["user_id"].isin(users)]
-    popular = interactions["item_id"].value_counts().index[:SLICE_ITEMS]
-    interactions = interactions[interactions["item_id"].isin(popular)]
-    items = full.items[full.items["item_id"].isin(interactions["item_id"].unique())]
-    sliced = Dataset(
-        name="movielens-1m-slice",
-        items=items.reset_index(drop=True),
-        interactions=interactions.reset_index(drop=True),
-        users=full.users[full.users["user_id"].isin(users)].reset_index(drop=True),
-        report={},
-    )
-    sliced.save(str(out_dir))
-    return sliced
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -71,9 +50,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def runs(data_dir, tmp_path_factory):
+def runs(save_movielens_slice, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    sliced = _slice(data_dir, root / "slice")
+    sliced = save_movielens_slice(root / "slice", SLICE_USERS, SLICE_ITEMS, seed=SEED)
     settings = dict(SLICE_SETTINGS, **{"dataset.name": "files",
                                        "dataset.uri": str(root / "slice")})
     run_config = load_run_config("movielens-1m").with_overrides(settings)
